@@ -1,0 +1,17 @@
+"""Exception hierarchy shared by the pipeline, engines, trainer and plugin."""
+
+
+class LungSegError(Exception):
+    """Base class of every error lungseg raises on purpose."""
+
+
+class SeriesRejected(LungSegError):
+    """A series is not suitable for lesion segmentation (the message says why)."""
+
+
+class EngineError(LungSegError):
+    """An inference engine could not be loaded or failed to run."""
+
+
+class ConfigError(LungSegError):
+    """A configuration value is missing or invalid (the message names the key)."""

@@ -1,0 +1,330 @@
+"""Preprocessing shared by training and inference.
+
+All arrays are ``(z, y, x)``; spacings are ``(z, y, x)`` in mm; CT values are HU. The trainer
+builds its patches with these functions and the pipeline builds its inference batches with them,
+so a model sees the same input in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from engines.spec import ModelSpec
+
+LUNG_AIR_HU = -320.0
+"""Voxels below this HU inside the body are candidate lung (air-filled) tissue."""
+
+
+def hu_to_unit(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Clip HU to ``window`` and map it linearly to [0, 1] (float32).
+
+    Parameters
+    ----------
+    hu : ndarray
+        CT values in HU, any shape.
+    window : tuple of float
+        ``(low, high)`` HU mapped to 0 and 1.
+
+    Returns
+    -------
+    ndarray
+        float32 array of the same shape.
+    """
+    lo, hi = float(window[0]), float(window[1])
+    out = np.clip(hu.astype(np.float32, copy=False), lo, hi)
+    out -= lo
+    out *= 1.0 / (hi - lo)
+    return out
+
+
+def _to_image(array: np.ndarray, spacing: tuple[float, float, float]) -> sitk.Image:
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
+    return img
+
+
+def _largest_components(mask: sitk.Image, keep: int, min_fraction: float) -> sitk.Image:
+    labels = sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(labels)
+    sizes = [stats.GetNumberOfPixels(label) for label in stats.GetLabels()]
+    if not sizes:
+        return mask
+    kept = [i + 1 for i, s in enumerate(sizes[:keep]) if s >= min_fraction * sizes[0]]
+    return sitk.BinaryThreshold(labels, 1, max(kept), 1, 0)
+
+
+def body_mask(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Return the patient's body (largest component above -500 HU, holes filled per slice).
+
+    Parameters
+    ----------
+    hu : ndarray
+        ``(z, y, x)`` CT in HU.
+    spacing : tuple of float
+        ``(z, y, x)`` voxel spacing in mm.
+
+    Returns
+    -------
+    ndarray
+        Boolean ``(z, y, x)`` mask.
+    """
+    img = _to_image((hu > -500).astype(np.uint8), spacing)
+    body = _largest_components(img, keep=1, min_fraction=1.0)
+    filled = np.stack([_fill_holes_2d(s) for s in sitk.GetArrayFromImage(body).astype(bool)])
+    return filled
+
+
+def _fill_holes_2d(slice_mask: np.ndarray) -> np.ndarray:
+    img = sitk.GetImageFromArray(slice_mask.astype(np.uint8))
+    return sitk.GetArrayFromImage(sitk.BinaryFillhole(img)).astype(bool)
+
+
+def lung_mask(
+    hu: np.ndarray, spacing: tuple[float, float, float], closing_mm: float = 6.0
+) -> np.ndarray:
+    """Isolate the lungs by thresholding and morphology.
+
+    Air below ``LUNG_AIR_HU`` inside the body, the two largest components kept, then a
+    closing of ``closing_mm`` and per-slice hole filling so that nodules, vessels and
+    juxtapleural lesions are inside the mask.
+
+    Parameters
+    ----------
+    hu : ndarray
+        ``(z, y, x)`` CT in HU.
+    spacing : tuple of float
+        ``(z, y, x)`` voxel spacing in mm.
+    closing_mm : float
+        Radius of the morphological closing in mm.
+
+    Returns
+    -------
+    ndarray
+        Boolean ``(z, y, x)`` lung mask; all False when no lung is found.
+    """
+    if hu.ndim != 3:
+        raise ValueError(f"hu must be a (z, y, x) volume, got shape {hu.shape}")
+    body = body_mask(hu, spacing)
+    air = (hu < LUNG_AIR_HU) & body
+    if not air.any():
+        return air
+    img = _to_image(air.astype(np.uint8), spacing)
+    img = sitk.BinaryMorphologicalOpening(img, _radius(spacing, 1.0))
+    lungs = _largest_components(img, keep=2, min_fraction=0.1)
+    lungs = sitk.BinaryMorphologicalClosing(lungs, _radius(spacing, closing_mm))
+    arr = sitk.GetArrayFromImage(lungs).astype(bool)
+    return np.stack([_fill_holes_2d(s) for s in arr]) & body
+
+
+def _radius(spacing: tuple[float, float, float], mm: float) -> list[int]:
+    return [max(1, int(round(mm / s))) for s in (spacing[2], spacing[1], spacing[0])]
+
+
+def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 8, 8)) -> tuple[slice, ...]:
+    """Return the bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array.
+
+    Raises
+    ------
+    ValueError
+        If the mask is empty.
+    """
+    coords = np.nonzero(mask)
+    if coords[0].size == 0:
+        raise ValueError("bounding_box: mask is empty")
+    return tuple(
+        slice(max(0, int(c.min()) - m), min(n, int(c.max()) + 1 + m))
+        for c, m, n in zip(coords, margin, mask.shape, strict=True)
+    )
+
+
+def context_stack(
+    volume: np.ndarray, z_positions_mm: np.ndarray, offsets_mm: tuple[float, ...]
+) -> np.ndarray:
+    """Stack, for every slice, the volume at ``z + offset`` for each offset (2.5D input).
+
+    Values between slices are linearly interpolated; positions beyond the ends take the
+    nearest end slice.
+
+    Parameters
+    ----------
+    volume : ndarray
+        ``(z, y, x)`` array (any dtype; the result is float32).
+    z_positions_mm : ndarray
+        ``(z,)`` slice positions in mm, strictly increasing.
+    offsets_mm : tuple of float
+        Offsets of the channels in mm.
+
+    Returns
+    -------
+    ndarray
+        ``(z, len(offsets), y, x)`` float32.
+    """
+    z = np.asarray(z_positions_mm, dtype=np.float64)
+    if z.shape != (volume.shape[0],):
+        raise ValueError(f"z_positions_mm must have shape ({volume.shape[0]},), got {z.shape}")
+    if z.size > 1 and np.any(np.diff(z) <= 0):
+        raise ValueError("z_positions_mm must be strictly increasing")
+    out = np.empty((volume.shape[0], len(offsets_mm), *volume.shape[1:]), dtype=np.float32)
+    index = np.arange(z.size, dtype=np.float64)
+    for c, off in enumerate(offsets_mm):
+        if off == 0.0:
+            out[:, c] = volume
+            continue
+        frac = np.interp(z + off, z, index)
+        lo = np.floor(frac).astype(int)
+        hi = np.minimum(lo + 1, z.size - 1)
+        w = (frac - lo).astype(np.float32)[:, None, None]
+        out[:, c] = volume[lo] * (1.0 - w) + volume[hi] * w
+    return out
+
+
+def resample_inplane(
+    stack: np.ndarray,
+    spacing_yx: tuple[float, float],
+    target_mm: float,
+    shape_yx: tuple[int, int] | None = None,
+    linear: bool = True,
+) -> np.ndarray:
+    """Resample the last two axes of ``stack`` from ``spacing_yx`` to ``target_mm``.
+
+    Parameters
+    ----------
+    stack : ndarray
+        ``(..., y, x)`` array; leading axes are resampled independently.
+    spacing_yx : tuple of float
+        Input spacing (mm) of the y and x axes.
+    target_mm : float
+        Output spacing (mm) of both axes (ignored for the size when ``shape_yx`` is given).
+    shape_yx : tuple of int, optional
+        Output size; by default the physical extent divided by ``target_mm``.
+    linear : bool
+        Linear interpolation (True) or nearest neighbour (False).
+
+    Returns
+    -------
+    ndarray
+        ``(..., y', x')`` array of ``stack``'s dtype (float32 for linear).
+    """
+    lead = stack.shape[:-2]
+    h, w = stack.shape[-2:]
+    if shape_yx is None:
+        shape_yx = (
+            max(1, int(round(h * spacing_yx[0] / target_mm))),
+            max(1, int(round(w * spacing_yx[1] / target_mm))),
+        )
+    if shape_yx == (h, w):
+        return stack.astype(np.float32) if linear else stack.copy()
+    flat = stack.reshape(-1, h, w)
+    src = sitk.GetImageFromArray(flat.astype(np.float32) if linear else flat)
+    src.SetSpacing((float(spacing_yx[1]), float(spacing_yx[0]), 1.0))
+    out_spacing = (w * spacing_yx[1] / shape_yx[1], h * spacing_yx[0] / shape_yx[0], 1.0)
+    # Pixel centres: keep the physical extent identical (corner-aligned resampling).
+    origin = (0.5 * (out_spacing[0] - spacing_yx[1]), 0.5 * (out_spacing[1] - spacing_yx[0]), 0.0)
+    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
+    res = sitk.Resample(
+        src, (shape_yx[1], shape_yx[0], flat.shape[0]), sitk.Transform(), interp,
+        origin, out_spacing, src.GetDirection(), 0.0, src.GetPixelID(),
+    )
+    return sitk.GetArrayFromImage(res).reshape(*lead, *shape_yx)
+
+
+def pad_to_multiple(batch: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Zero-pad the last two axes at the end up to a multiple of ``multiple``.
+
+    Returns
+    -------
+    padded : ndarray
+        The padded array.
+    original_yx : tuple of int
+        The original height and width, to crop the prediction back.
+    """
+    h, w = batch.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return batch, (h, w)
+    pad = [(0, 0)] * (batch.ndim - 2) + [(0, ph), (0, pw)]
+    return np.pad(batch, pad), (h, w)
+
+
+@dataclass
+class ModelInput:
+    """Model-ready slices of one region of a volume and what is needed to map back.
+
+    Attributes
+    ----------
+    batch : ndarray
+        ``(n, channels, h, w)`` float32, h and w multiples of the spec's ``size_multiple``.
+    roi : tuple of slice
+        ``(z, y, x)`` region of the native volume the batch covers.
+    resampled_yx : tuple of int
+        Height and width after in-plane resampling, before padding.
+    """
+
+    batch: np.ndarray
+    roi: tuple[slice, slice, slice]
+    resampled_yx: tuple[int, int]
+
+
+def prepare_slices(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    z_positions_mm: np.ndarray,
+    spec: ModelSpec,
+    roi: tuple[slice, slice, slice] | None = None,
+) -> ModelInput:
+    """Build the model input for the slices of ``roi`` (default: the whole volume).
+
+    Neighbouring slices for 2.5D context are taken from the whole volume, so slices at the
+    edge of the region still see their real neighbours.
+
+    Parameters
+    ----------
+    hu : ndarray
+        ``(z, y, x)`` CT in HU.
+    spacing : tuple of float
+        ``(z, y, x)`` spacing in mm (only y and x are used; z comes from ``z_positions_mm``).
+    z_positions_mm : ndarray
+        ``(z,)`` strictly increasing slice positions in mm.
+    spec : ModelSpec
+        The model's sidecar.
+    roi : tuple of slice, optional
+        ``(z, y, x)`` region to prepare.
+
+    Returns
+    -------
+    ModelInput
+    """
+    if roi is None:
+        roi = (slice(0, hu.shape[0]), slice(0, hu.shape[1]), slice(0, hu.shape[2]))
+    window = hu[:, roi[1], roi[2]]
+    unit = hu_to_unit(window, spec.hu_window)
+    stack = context_stack(unit, z_positions_mm, spec.slice_offsets_mm)[roi[0]]
+    stack = resample_inplane(stack, (spacing[1], spacing[2]), spec.pixel_spacing_mm)
+    batch, resampled = pad_to_multiple(stack, spec.size_multiple)
+    return ModelInput(np.ascontiguousarray(batch, dtype=np.float32), roi, resampled)
+
+
+def restore_probabilities(
+    probabilities: np.ndarray, model_input: ModelInput, volume_shape: tuple[int, int, int]
+) -> np.ndarray:
+    """Map ``(n, 1, h, w)`` model output back onto the native ``(z, y, x)`` grid.
+
+    Voxels outside the model input's region get probability 0.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(z, y, x)`` probabilities aligned with the source volume.
+    """
+    h, w = model_input.resampled_yx
+    prob = probabilities[:, 0, :h, :w]
+    roi = model_input.roi
+    native_yx = (roi[1].stop - roi[1].start, roi[2].stop - roi[2].start)
+    back = resample_inplane(prob, (1.0, 1.0), 1.0, shape_yx=native_yx)
+    out = np.zeros(volume_shape, dtype=np.float32)
+    out[roi] = back
+    return out

@@ -1,0 +1,3 @@
+"""Package version, shared by every lungseg component."""
+
+__version__ = "0.1.0"
