@@ -38,7 +38,9 @@ def create_engine(kind: str, model_path: str | Path | None = None, **options: ob
         from engines.onnx_engine import OnnxEngine
 
         return OnnxEngine(path, **options)
-    raise ValueError(f"engine kind must be one of 'auto', 'onnx', 'torch', 'tensorrt', got {kind!r}")
+    raise ValueError(
+        f"engine kind must be one of 'auto', 'onnx', 'torch', 'tensorrt', got {kind!r}"
+    )
 
 
 __all__ = ["Engine", "ModelSpec", "create_engine", "default_model_path", "read_spec"]

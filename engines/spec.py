@@ -60,7 +60,9 @@ class ModelSpec:
             raise ValueError(f"pixel_spacing_mm must be > 0, got {self.pixel_spacing_mm!r}")
         lo, hi = self.hu_window
         if not lo < hi:
-            raise ValueError(f"hu_window must be (low, high) with low < high, got {self.hu_window!r}")
+            raise ValueError(
+                f"hu_window must be (low, high) with low < high, got {self.hu_window!r}"
+            )
         if self.size_multiple < 1:
             raise ValueError(f"size_multiple must be >= 1, got {self.size_multiple!r}")
         if not 0.0 < self.threshold < 1.0:
