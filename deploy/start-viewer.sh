@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Start the OHIF Viewer next to Orthanc: deploy/ohif/ohif_proxy.py serves the app and
+# forwards /dicom-web to Orthanc on the same origin (no CORS needed).
+#
+# Usage: deploy/start-viewer.sh [STUDY_INSTANCE_UID]
+#   With a study UID, prints the OHIF link that opens that study.
+#
+# Environment:
+#   LUNGSEG_VIEWER_PORT   port of the viewer (default 8043)
+#   LUNGSEG_VIEWER_HOST   interface to bind (default 127.0.0.1; 0.0.0.0 for remote browsers)
+#   LUNGSEG_HTTP_PORT     Orthanc's HTTP port (default 8042)
+#   LUNGSEG_ORTHANC_HOST  Orthanc's host (default 127.0.0.1)
+#   LUNGSEG_DATA_DIR      folder for viewer.log and viewer.pid (default var/ in the checkout)
+#   LUNGSEG_OHIF_DIR      installed OHIF app (default deploy/ohif/app; see install-ohif.sh)
+#   LUNGSEG_FOREGROUND=1  stay in the foreground
+# Orthanc keeps checking credentials: the browser asks for the Orthanc user and password.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+port="${LUNGSEG_VIEWER_PORT:-8043}"
+bind="${LUNGSEG_VIEWER_HOST:-127.0.0.1}"
+orthanc="http://${LUNGSEG_ORTHANC_HOST:-127.0.0.1}:${LUNGSEG_HTTP_PORT:-8042}"
+data_dir="${LUNGSEG_DATA_DIR:-$root/var}"
+app_dir="${LUNGSEG_OHIF_DIR:-$here/ohif/app}"
+study="${1:-}"
+
+if [[ ! -f "$app_dir/index.html" ]]; then
+    echo "error: OHIF is not installed in $app_dir; run deploy/ohif/install-ohif.sh" >&2
+    exit 1
+fi
+python="$root/.venv/bin/python"
+[[ -x "$python" ]] || python="$(command -v python3)"
+
+link_host="$bind"
+[[ "$link_host" == "0.0.0.0" ]] && link_host="$(hostname -f 2>/dev/null || echo localhost)"
+base="http://$link_host:$port"
+
+print_links() {
+    echo "OHIF viewer:   $base/  (DICOMweb of $orthanc via $base/dicom-web)"
+    if [[ -n "$study" ]]; then
+        echo "Open study:    $base/viewer?StudyInstanceUIDs=$study"
+    fi
+}
+
+args=(--host "$bind" --port "$port" --orthanc "$orthanc" --app-dir "$app_dir"
+      --config "$here/ohif/app-config.js")
+if [[ "${LUNGSEG_FOREGROUND:-0}" == "1" ]]; then
+    print_links
+    exec "$python" "$here/ohif/ohif_proxy.py" "${args[@]}"
+fi
+
+mkdir -p "$data_dir"
+pid_file="$data_dir/viewer.pid"
+if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    echo "Viewer already running (pid $(cat "$pid_file"))"
+    print_links
+    exit 0
+fi
+nohup "$python" "$here/ohif/ohif_proxy.py" "${args[@]}" >"$data_dir/viewer.log" 2>&1 &
+echo $! >"$pid_file"
+for _ in $(seq 1 50); do
+    if "$python" - "$bind" "$port" <<'PY' 2>/dev/null; then
+import http.client, sys
+host = "127.0.0.1" if sys.argv[1] == "0.0.0.0" else sys.argv[1]
+c = http.client.HTTPConnection(host, int(sys.argv[2]), timeout=1)
+c.request("GET", "/app-config.js")
+sys.exit(0 if c.getresponse().status == 200 else 1)
+PY
+        echo "Viewer started (pid $(cat "$pid_file"), log $data_dir/viewer.log)"
+        print_links
+        exit 0
+    fi
+    kill -0 "$(cat "$pid_file")" 2>/dev/null || break
+    sleep 0.2
+done
+echo "error: the viewer did not come up on port $port; see $data_dir/viewer.log:" >&2
+tail -n 5 "$data_dir/viewer.log" >&2 || true
+exit 1
