@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Start Orthanc with the Python + DICOMweb plugins and the lungseg plugin.
+#
+# Environment (defaults in brackets):
+#   LUNGSEG_HTTP_PORT [8042]  LUNGSEG_DICOM_PORT [4242]  LUNGSEG_AET [ORTHANC]
+#   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (storage, job store, rendered config, log, pid)
+#   LUNGSEG_USER [lungseg]  LUNGSEG_PASSWORD [generated, printed once]
+#   LUNGSEG_STABLE_AGE [10] seconds without new instances before a series is processed
+#   LUNGSEG_SEGMENTER [auto]  LUNGSEG_ENGINE [onnx]  LUNGSEG_MODEL [default model]
+#   LUNGSEG_MIN_SLICES [10]  LUNGSEG_VENV [<checkout>/.venv]
+#   LUNGSEG_FOREGROUND=1      stay in the foreground (systemd); otherwise wait until it answers
+#   LUNGSEG_START_TIMEOUT [60] seconds to wait for /system
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HTTP_PORT="${LUNGSEG_HTTP_PORT:-8042}"
+DICOM_PORT="${LUNGSEG_DICOM_PORT:-4242}"
+DATA_DIR="${LUNGSEG_DATA_DIR:-$REPO/var/orthanc}"
+USER_NAME="${LUNGSEG_USER:-lungseg}"
+VENV="${LUNGSEG_VENV:-$REPO/.venv}"
+STABLE_AGE="${LUNGSEG_STABLE_AGE:-10}"
+MIN_SLICES="${LUNGSEG_MIN_SLICES:-10}"
+TIMEOUT="${LUNGSEG_START_TIMEOUT:-60}"
+ORTHANC_BIN="${LUNGSEG_ORTHANC_BIN:-/usr/sbin/Orthanc}"
+
+die() { echo "start-orthanc: $*" >&2; exit 1; }
+
+for n in HTTP_PORT DICOM_PORT STABLE_AGE MIN_SLICES TIMEOUT; do
+  [[ "${!n}" =~ ^[0-9]+$ ]] || die "LUNGSEG_$n must be a whole number, got '${!n}'"
+done
+[[ -x "$ORTHANC_BIN" ]] || die "$ORTHANC_BIN not found: run deploy/install.sh (apt package orthanc)"
+for lib in libOrthancPython.so libOrthancDicomWeb.so; do
+  [[ -f "/usr/share/orthanc/plugins/$lib" ]] || die "/usr/share/orthanc/plugins/$lib missing: run deploy/install.sh"
+done
+[[ -x "$VENV/bin/python" ]] || die "no venv at $VENV: run deploy/install.sh (or set LUNGSEG_VENV)"
+
+mkdir -p "$DATA_DIR/storage"
+DATA_DIR="$(cd "$DATA_DIR" && pwd)"
+PID_FILE="$DATA_DIR/orthanc.pid"
+LOG_FILE="$DATA_DIR/orthanc.log"
+if [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
+  die "Orthanc already runs from $DATA_DIR (pid $(cat "$PID_FILE")); deploy/stop-orthanc.sh stops it"
+fi
+
+PASSWORD="${LUNGSEG_PASSWORD:-}"
+if [[ -z "$PASSWORD" ]]; then
+  PASSWORD="$(/usr/bin/python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+  echo "start-orthanc: generated password for user '$USER_NAME': $PASSWORD"
+  echo "start-orthanc: (shown once; set LUNGSEG_PASSWORD to choose your own)"
+fi
+WORKER_USER="lungseg-worker"
+WORKER_PASSWORD="$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(24))')"
+[[ "$USER_NAME" != "$WORKER_USER" ]] || die "LUNGSEG_USER must not be '$WORKER_USER' (internal user)"
+
+js() { /usr/bin/python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
+SITE_PACKAGES="$("$VENV/bin/python" -c 'import json, site; print(json.dumps(site.getsitepackages()))')"
+export LUNGSEG_R_STORAGE_DIR="$(js "$DATA_DIR/storage")"
+export LUNGSEG_R_HTTP_PORT="$HTTP_PORT" LUNGSEG_R_DICOM_PORT="$DICOM_PORT"
+export LUNGSEG_R_AET="$(js "${LUNGSEG_AET:-ORTHANC}")"
+export LUNGSEG_R_REGISTERED_USERS="$(/usr/bin/python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' "$USER_NAME" "$PASSWORD" "$WORKER_USER" "$WORKER_PASSWORD")"
+export LUNGSEG_R_STABLE_AGE="$STABLE_AGE" LUNGSEG_R_MIN_SLICES="$MIN_SLICES"
+export LUNGSEG_R_PLUGIN_SCRIPT="$(js "$REPO/orthanc_plugin/entry.py")"
+export LUNGSEG_R_WORKER_PYTHON="$(js "$VENV/bin/python")"
+export LUNGSEG_R_SITE_PACKAGES="$SITE_PACKAGES"
+export LUNGSEG_R_DATA_DIR="$(js "$DATA_DIR")"
+export LUNGSEG_R_INTERNAL_URL="$(js "http://127.0.0.1:$HTTP_PORT")"
+export LUNGSEG_R_WORKER_USER="$(js "$WORKER_USER")" LUNGSEG_R_WORKER_PASSWORD="$(js "$WORKER_PASSWORD")"
+export LUNGSEG_R_SEGMENTER="$(js "${LUNGSEG_SEGMENTER:-auto}")"
+export LUNGSEG_R_ENGINE="$(js "${LUNGSEG_ENGINE:-onnx}")"
+if [[ -n "${LUNGSEG_MODEL:-}" ]]; then LUNGSEG_R_MODEL_PATH="$(js "$LUNGSEG_MODEL")"; else LUNGSEG_R_MODEL_PATH=null; fi
+export LUNGSEG_R_MODEL_PATH
+CONFIG="$DATA_DIR/orthanc.json"
+/usr/bin/python3 "$REPO/deploy/render_config.py" "$REPO/deploy/orthanc.json.template" "$CONFIG"
+unset "${!LUNGSEG_R_@}"
+
+print_urls() {
+  echo "start-orthanc: Orthanc explorer  http://localhost:$HTTP_PORT/app/explorer.html (user '$USER_NAME')"
+  echo "start-orthanc: DICOMweb          http://localhost:$HTTP_PORT/dicom-web/studies"
+  echo "start-orthanc: lungseg jobs      http://localhost:$HTTP_PORT/lungseg/jobs"
+  echo "start-orthanc: DICOM C-STORE     AET ${LUNGSEG_AET:-ORTHANC} on port $DICOM_PORT"
+}
+
+export TCP_NODELAY=1
+if [[ "${LUNGSEG_FOREGROUND:-0}" == "1" ]]; then
+  print_urls
+  echo $$ > "$PID_FILE"
+  exec "$ORTHANC_BIN" "$CONFIG"
+fi
+
+nohup "$ORTHANC_BIN" "$CONFIG" >"$LOG_FILE" 2>&1 </dev/null &
+PID=$!
+echo "$PID" > "$PID_FILE"
+for ((i = 0; i < TIMEOUT * 4; i++)); do
+  if ! kill -0 "$PID" 2>/dev/null; then
+    tail -n 30 "$LOG_FILE" >&2 || true
+    rm -f "$PID_FILE"
+    die "Orthanc exited during start-up (log above, full log in $LOG_FILE)"
+  fi
+  if curl -fsS -o /dev/null -u "$WORKER_USER:$WORKER_PASSWORD" "http://127.0.0.1:$HTTP_PORT/system" 2>/dev/null; then
+    print_urls
+    echo "start-orthanc: running (pid $PID, data $DATA_DIR, log $LOG_FILE)"
+    exit 0
+  fi
+  sleep 0.25
+done
+kill "$PID" 2>/dev/null || true
+rm -f "$PID_FILE"
+tail -n 30 "$LOG_FILE" >&2 || true
+die "Orthanc did not answer on http://127.0.0.1:$HTTP_PORT/system within ${TIMEOUT}s (log in $LOG_FILE)"

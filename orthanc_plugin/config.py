@@ -1,0 +1,169 @@
+"""The plugin's configuration: the ``LungSeg`` section of Orthanc's JSON configuration.
+
+Every key is checked once, at Orthanc start-up; an error names the full key path
+(for example ``LungSeg.WorkerPython``) so that a bad configuration fails fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+SECTION = "LungSeg"
+SEGMENTERS = ("auto", "model", "threshold")
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """Settings of the plugin and of its worker process.
+
+    Attributes mirror the JSON keys of the ``LungSeg`` section (CamelCase there).
+    """
+
+    worker_python: str
+    data_dir: str
+    url: str
+    worker_user: str
+    worker_password: str = field(repr=False)
+    site_packages: tuple[str, ...] = ()
+    segmenter: str = "auto"
+    engine: str = "onnx"
+    model_path: str | None = None
+    threads: int | None = None
+    min_slices: int = 10
+    seg_series_number: int = 9901
+    sr_series_number: int = 9902
+    poll_interval_s: float = 0.5
+    scan_on_start: bool = True
+    worker_restart_delay_s: float = 2.0
+
+    @property
+    def job_db(self) -> Path:
+        """Path of the sqlite job store inside :attr:`data_dir`."""
+        return Path(self.data_dir) / "lungseg-jobs.sqlite"
+
+    def to_json(self) -> str:
+        """Serialise to the JSON form the worker process reads back with :func:`from_section`."""
+        return json.dumps({_KEYS_BY_FIELD[k]: v for k, v in asdict(self).items()})
+
+
+# field name -> (JSON key, expected type(s), required)
+_SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
+    "worker_python": ("WorkerPython", (str,), True),
+    "data_dir": ("DataDir", (str,), True),
+    "url": ("Url", (str,), True),
+    "worker_user": ("WorkerUser", (str,), True),
+    "worker_password": ("WorkerPassword", (str,), True),
+    "site_packages": ("SitePackages", (list, tuple), False),
+    "segmenter": ("Segmenter", (str,), False),
+    "engine": ("Engine", (str,), False),
+    "model_path": ("ModelPath", (str, type(None)), False),
+    "threads": ("Threads", (int, type(None)), False),
+    "min_slices": ("MinSlices", (int,), False),
+    "seg_series_number": ("SegSeriesNumber", (int,), False),
+    "sr_series_number": ("SrSeriesNumber", (int,), False),
+    "poll_interval_s": ("PollIntervalSeconds", (int, float), False),
+    "scan_on_start": ("ScanOnStart", (bool,), False),
+    "worker_restart_delay_s": ("WorkerRestartDelaySeconds", (int, float), False),
+}
+_KEYS_BY_FIELD = {name: spec[0] for name, spec in _SPEC.items()}
+
+
+def _checked(section: Mapping[str, Any], name: str) -> Any:
+    key, types, required = _SPEC[name]
+    path = f"{SECTION}.{key}"
+    if key not in section:
+        if required:
+            raise ConfigError(f"missing configuration key {path}")
+        return None
+    value = section[key]
+    # bool is an int subclass: never accept it where a number is meant
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{path} must be {_type_names(types)}, got {value!r}")
+    if not isinstance(value, types):
+        raise ConfigError(f"{path} must be {_type_names(types)}, got {value!r}")
+    return value
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true/false",
+             list: "a list", tuple: "a list", type(None): "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _validate(cfg: PluginConfig) -> None:
+    checks = [
+        (cfg.segmenter in SEGMENTERS, "Segmenter", f"one of {SEGMENTERS}"),
+        (cfg.url.startswith(("http://", "https://")), "Url", "an http(s) URL"),
+        (bool(cfg.worker_user), "WorkerUser", "a non-empty string"),
+        (bool(cfg.worker_password), "WorkerPassword", "a non-empty string"),
+        (cfg.threads is None or cfg.threads >= 1, "Threads", "null or >= 1"),
+        (cfg.min_slices >= 1, "MinSlices", ">= 1"),
+        (cfg.poll_interval_s > 0, "PollIntervalSeconds", "> 0"),
+        (cfg.worker_restart_delay_s >= 0, "WorkerRestartDelaySeconds", ">= 0"),
+        (all(isinstance(p, str) for p in cfg.site_packages), "SitePackages", "a list of paths"),
+        (Path(cfg.worker_python).is_absolute(), "WorkerPython", "an absolute path"),
+        (Path(cfg.data_dir).is_absolute(), "DataDir", "an absolute path"),
+    ]
+    for ok, key, expected in checks:
+        if not ok:
+            value = getattr(cfg, _FIELD_BY_KEY[key])
+            shown = "***" if key == "WorkerPassword" else repr(value)
+            raise ConfigError(f"{SECTION}.{key} must be {expected}, got {shown}")
+
+
+_FIELD_BY_KEY = {key: name for name, key in _KEYS_BY_FIELD.items()}
+
+
+def from_section(section: Mapping[str, Any]) -> PluginConfig:
+    """Build the configuration from the ``LungSeg`` section.
+
+    Parameters
+    ----------
+    section : Mapping
+        The ``LungSeg`` object of Orthanc's configuration.
+
+    Returns
+    -------
+    PluginConfig
+
+    Raises
+    ------
+    ConfigError
+        If a required key is missing, a key is unknown, or a value has the wrong type or range;
+        the message names the key path.
+    """
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{SECTION} must be a JSON object, got {type(section).__name__}")
+    unknown = sorted(set(section) - set(_FIELD_BY_KEY))
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s) {[f'{SECTION}.{k}' for k in unknown]}")
+    values = {name: _checked(section, name) for name in _SPEC}
+    values = {k: v for k, v in values.items() if v is not None or k in ("model_path", "threads")}
+    if "site_packages" in values:
+        values["site_packages"] = tuple(values["site_packages"])
+    cfg = PluginConfig(**values)
+    _validate(cfg)
+    return cfg
+
+
+def from_orthanc_configuration(text: str | bytes) -> PluginConfig:
+    """Build the configuration from Orthanc's whole configuration (``orthanc.GetConfiguration()``).
+
+    Raises
+    ------
+    ConfigError
+        If the text is not JSON, the section is missing, or :func:`from_section` rejects it.
+    """
+    try:
+        full = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Orthanc configuration is not valid JSON: {exc}") from exc
+    if not isinstance(full, dict) or SECTION not in full:
+        raise ConfigError(f"missing configuration section {SECTION}")
+    return from_section(full[SECTION])

@@ -1,0 +1,186 @@
+"""Run one job in the worker: export the series from Orthanc, validate, segment, store results."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+
+from orthanc_plugin.orthanc_http import OrthancClient
+from orthanc_plugin.triage import METADATA_NAME
+from pipeline.errors import SeriesRejected
+from pipeline.selection import DEFAULT_RULES, matches, series_attributes
+
+
+@dataclass
+class Outcome:
+    """What a job produced: final state, reason, timings (s) per stage, stored result."""
+
+    state: str
+    reason: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    instance_count: int = 0
+    model_version: str = ""
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 4)
+
+
+def selection_rules(min_slices: int) -> dict[str, Any]:
+    """Return the default selection rules with the configured minimum number of slices.
+
+    Raises
+    ------
+    ValueError
+        If ``min_slices`` < 1.
+    """
+    if not isinstance(min_slices, int) or min_slices < 1:
+        raise ValueError(f"min_slices must be an integer >= 1, got {min_slices!r}")
+    return {**DEFAULT_RULES, "NumberOfSlices": [min_slices, ">="]}
+
+
+def export_series(client: OrthancClient, series_id: str) -> tuple[dict[str, Any], list[bytes]]:
+    """Download a series' description and the DICOM file of each instance.
+
+    Raises
+    ------
+    OrthancHttpError
+        If Orthanc answers with an error.
+    """
+    info = client.get_json(f"/series/{series_id}")
+    files = [client.request("GET", f"/instances/{i}/file") for i in info["Instances"]]
+    return info, files
+
+
+def check_selection(files: list[bytes], min_slices: int) -> None:
+    """Apply the selection rules to the series' first header.
+
+    Raises
+    ------
+    SeriesRejected
+        If the series does not meet the rules (the message says which one).
+    """
+    if not files:
+        raise SeriesRejected("the series has no instances")
+    header = pydicom.dcmread(io.BytesIO(files[0]), stop_before_pixels=True)
+    ok, reason = matches(selection_rules(min_slices), series_attributes(header, len(files)))
+    if not ok:
+        raise SeriesRejected(reason)
+
+
+def _dicom_bytes(ds: pydicom.Dataset) -> bytes:
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def _delete_previous(client: OrthancClient, study_id: str, previous: dict[str, Any],
+                     new_series_uids: set[str]) -> None:
+    for key in ("seg_series", "sr_series"):
+        if previous.get(key):
+            client.delete(f"/series/{previous[key]}")
+    for series in client.get_json(f"/studies/{study_id}/series"):
+        if series.get("MainDicomTags", {}).get("SeriesInstanceUID") in new_series_uids:
+            client.delete(f"/series/{series['ID']}")
+
+
+def store_results(client: OrthancClient, study_id: str, outputs: list[pydicom.Dataset],
+                  previous: dict[str, Any]) -> dict[str, Any]:
+    """Replace the previous SEG/SR of the source series with ``outputs``.
+
+    Parameters
+    ----------
+    client : OrthancClient
+        Orthanc REST client.
+    study_id : str
+        Orthanc ID of the study (the results must land in it).
+    outputs : list of pydicom.Dataset
+        The new SEG (when lesions were found) and SR.
+    previous : dict
+        The last stored result of this series (``seg_series``/``sr_series`` Orthanc IDs).
+
+    Returns
+    -------
+    dict
+        ``{"seg_series": id or None, "sr_series": id, "seg_instance": ..., "sr_instance": ...}``.
+
+    Raises
+    ------
+    OrthancHttpError
+        If storing fails.
+    RuntimeError
+        If Orthanc files an output outside ``study_id``.
+    """
+    _delete_previous(client, study_id, previous,
+                     {str(ds.SeriesInstanceUID) for ds in outputs})
+    stored: dict[str, Any] = {"seg_series": None, "seg_instance": None}
+    for ds in outputs:
+        answer = client.store_instance(_dicom_bytes(ds))
+        if answer.get("ParentStudy") != study_id:
+            raise RuntimeError(f"{ds.Modality} was stored outside the source study")
+        kind = "seg" if ds.Modality == "SEG" else "sr"
+        stored[f"{kind}_series"] = answer["ParentSeries"]
+        stored[f"{kind}_instance"] = answer["ID"]
+    return stored
+
+
+def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_id: str,
+            previous: dict[str, Any]) -> Outcome:
+    """Process one series end to end and store the results in Orthanc.
+
+    Parameters
+    ----------
+    client : OrthancClient
+        Orthanc REST client (internal worker user).
+    segmenter : pipeline.run.Segmenter
+        Loaded once per worker.
+    pipeline_config : pipeline.run.PipelineConfig
+        Pipeline settings (``min_slices`` is used for selection).
+    series_id : str
+        Orthanc ID of the source series.
+    previous : dict
+        The series' last stored result (to replace).
+
+    Returns
+    -------
+    Outcome
+        ``done`` or ``rejected`` (with the reason).
+
+    Raises
+    ------
+    OrthancHttpError
+        On REST failures (the caller records the job as failed).
+    """
+    from pipeline.run import process_series
+
+    timings: dict[str, float] = {}
+    with _timed(timings, "export"):
+        info, files = export_series(client, series_id)
+    count, version = len(files), str(segmenter.version)
+    try:
+        with _timed(timings, "select"):
+            check_selection(files, pipeline_config.min_slices)
+        result = process_series(files, segmenter, pipeline_config)
+    except SeriesRejected as exc:
+        return Outcome("rejected", str(exc), timings, {}, count, version)
+    timings.update({k: round(float(v), 4) for k, v in result.timings.items()})
+    outputs = [ds for ds in (result.seg, result.sr) if ds is not None]
+    with _timed(timings, "store"):
+        stored = store_results(client, info["ParentStudy"], outputs, previous)
+        marker = {"model_version": version, "instances": count, "lesions": len(result.lesions)}
+        client.put_metadata("series", series_id, METADATA_NAME, json.dumps(marker))
+    stored.update(lesions=[lesion.to_json() for lesion in result.lesions], segmenter=segmenter.name)
+    return Outcome("done", "", timings, stored, count, version)

@@ -1,0 +1,77 @@
+"""REST routes under ``/lungseg`` (registered by the plugin; behind Orthanc's HTTP auth).
+
+- ``GET /lungseg/jobs``: every job (``?limit=N``, default 1000).
+- ``GET /lungseg/series/{id}``: one series' job: state, reason, timings per stage.
+- ``POST /lungseg/series/{id}/run``: queue the series again, even if already processed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orthanc_plugin.jobstore import JobStore
+from orthanc_plugin.triage import triage
+
+JOBS_ROUTE = "/lungseg/jobs"
+SERIES_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)"
+RUN_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)/run"
+JSON = "application/json"
+
+
+def _answer(output: Any, status: int, payload: object) -> None:
+    body = json.dumps(payload, indent=1).encode()
+    if status == 200:
+        output.AnswerBuffer(body, JSON)
+    else:
+        output.SendHttpStatus(status, body, len(body))
+
+
+def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:
+    if request.get("method") != allowed:
+        output.SendMethodNotAllowed(allowed)
+        return False
+    return True
+
+
+def get_jobs(store: JobStore, output: Any, uri: str, **request: Any) -> None:
+    """Answer ``GET /lungseg/jobs`` with ``{"jobs": [...]}`` (400 on a bad ``limit``)."""
+    if not _method_ok(output, request, "GET"):
+        return
+    raw = (request.get("get") or {}).get("limit", "1000")
+    try:
+        limit = int(raw)
+        jobs = store.list(limit)
+    except ValueError:
+        _answer(output, 400, {"error": f"limit must be a positive integer, got {raw!r}"})
+        return
+    _answer(output, 200, {"jobs": [j.to_json() for j in jobs]})
+
+
+def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:
+    """Answer ``GET /lungseg/series/{id}`` with the job, or 404 when the series has none."""
+    if not _method_ok(output, request, "GET"):
+        return
+    series_id = request["groups"][0]
+    job = store.get(series_id)
+    if job is None:
+        _answer(output, 404, {"error": "no lungseg job for this series", "series": series_id})
+        return
+    _answer(output, 200, job.to_json())
+
+
+def post_run(api: Any, store: JobStore, output: Any, uri: str, **request: Any) -> None:
+    """Answer ``POST /lungseg/series/{id}/run``: queue the series; 404 when Orthanc lacks it."""
+    if not _method_ok(output, request, "POST"):
+        return
+    series_id = request["groups"][0]
+    try:
+        job = triage(api, store, series_id, "rest", force=True)
+    except api.OrthancException:
+        _answer(output, 404, {"error": "unknown series", "series": series_id})
+        return
+    if job is None:
+        _answer(output, 400, {"error": "derived object (SEG/SR/...), not an input series",
+                              "series": series_id})
+        return
+    _answer(output, 200, job.to_json())
