@@ -23,6 +23,8 @@ class Engine(ABC):
     """
 
     name: str = "abstract"
+    OPTIONS: tuple[str, ...] = ()
+    """Keyword options the constructor accepts besides ``model_path``."""
 
     def __init__(self, model_path: str | Path) -> None:
         self.model_path = Path(model_path)
@@ -48,6 +50,10 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release backend resources (idempotent)."""
+
+    def describe(self) -> str:
+        """Return a one-line description (backend, device, precision) for logs and reports."""
+        return self.name
 
     def __enter__(self) -> Engine:
         return self
