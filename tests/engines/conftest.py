@@ -82,3 +82,15 @@ def prepared_batch(series, spec: ModelSpec, slices: slice) -> np.ndarray:
     box = bounding_box(lungs)
     roi = (slices, box[1], box[2])
     return prepare_slices(series.hu, series.spacing, series.z_positions_mm, spec, roi).batch
+
+
+@pytest.fixture(scope="session")
+def tiny_spec() -> ModelSpec:
+    """The sidecar of :func:`tiny_model`."""
+    return TINY_SPEC
+
+
+@pytest.fixture(scope="session")
+def prepare_ct():
+    """:func:`prepared_batch` (fixtures cannot be imported under ``--import-mode=importlib``)."""
+    return prepared_batch
