@@ -39,6 +39,15 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = round(time.perf_counter() - start, 4)
 
 
+LESION_FIELDS = ("label", "volume_mm3", "long_axis_mm", "short_axis_mm", "mean_hu", "min_hu",
+                 "max_hu", "necrotic_fraction", "cavitary_fraction", "key_slice", "centroid_mm")
+
+
+def lesion_summary(lesion: dict[str, Any]) -> dict[str, Any]:
+    """Keep the measurement fields of ``Lesion.to_json()`` that the job store records."""
+    return {k: lesion[k] for k in LESION_FIELDS if k in lesion}
+
+
 def selection_rules(min_slices: int) -> dict[str, Any]:
     """Return the default selection rules with the configured minimum number of slices.
 
@@ -182,5 +191,6 @@ def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_
         stored = store_results(client, info["ParentStudy"], outputs, previous)
         marker = {"model_version": version, "instances": count, "lesions": len(result.lesions)}
         client.put_metadata("series", series_id, METADATA_NAME, json.dumps(marker))
-    stored.update(lesions=[lesion.to_json() for lesion in result.lesions], segmenter=segmenter.name)
+    stored.update(lesions=[lesion_summary(lesion.to_json()) for lesion in result.lesions],
+                  segmenter=segmenter.name)
     return Outcome("done", "", timings, stored, count, version)

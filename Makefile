@@ -1,0 +1,24 @@
+# lungseg: `make demo` (install, start Orthanc, send the demo series, show the result),
+# `make test` (ruff + the whole pytest suite), `make stop`.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export LUNGSEG_VENV := $(VENV)
+
+.PHONY: install demo test stop lint
+
+install:
+	LUNGSEG_EXTRAS=$${LUNGSEG_EXTRAS-train,test} deploy/install.sh
+
+demo:
+	LUNGSEG_EXTRAS=$${LUNGSEG_EXTRAS-} deploy/install.sh
+	deploy/demo.sh
+
+lint:
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+stop:
+	deploy/stop-orthanc.sh
