@@ -1,0 +1,150 @@
+"""Run a segmentation model over one CT series, slice batch by slice batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from engines.base import Engine
+from engines.spec import ModelSpec
+from pipeline.lungs import dilate, fast_lung_mask
+from pipeline.preprocess import bounding_box, prepare_slices, restore_probabilities
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+"""Maps an ``(n, C, h, w)`` float32 batch to ``(n, 1, h, w)`` probabilities."""
+
+
+def predict_batched(batch: np.ndarray, predictor: Predictor, batch_size: int = 8) -> np.ndarray:
+    """Apply ``predictor`` to ``batch`` in chunks of ``batch_size`` slices.
+
+    Parameters
+    ----------
+    batch : ndarray
+        ``(n, C, h, w)`` model input.
+    predictor : callable
+        Any function from an ``(m, C, h, w)`` array to ``(m, 1, h, w)`` probabilities.
+    batch_size : int
+        Slices per call.
+
+    Returns
+    -------
+    ndarray
+        ``(n, 1, h, w)`` float32 probabilities.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` < 1, ``batch`` is not 4-D, or the predictor returns a wrong shape.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if batch.ndim != 4:
+        raise ValueError(f"batch must be (n, C, h, w), got shape {batch.shape}")
+    out = np.empty((batch.shape[0], 1, *batch.shape[2:]), dtype=np.float32)
+    for start in range(0, batch.shape[0], batch_size):
+        chunk = batch[start : start + batch_size]
+        prob = np.asarray(predictor(chunk))
+        expected = (chunk.shape[0], 1, *chunk.shape[2:])
+        if prob.shape != expected:
+            raise ValueError(f"predictor returned shape {prob.shape}, expected {expected}")
+        out[start : start + len(chunk)] = prob
+    return out
+
+
+def lung_slices(lungs: np.ndarray) -> np.ndarray:
+    """Return the indices of the slices that contain lung."""
+    return np.flatnonzero(lungs.any(axis=(1, 2)))
+
+
+def segment_with_predictor(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    z_positions_mm: np.ndarray,
+    spec: ModelSpec,
+    predictor: Predictor,
+    batch_size: int = 8,
+    lungs: np.ndarray | None = None,
+    lung_margin_mm: float = 5.0,
+) -> np.ndarray:
+    """Segment lesions: lung crop, model input, batched prediction, threshold, lung gate.
+
+    Slices without lung are not sent to the model; the in-plane crop is the lung bounding
+    box. Voxels above ``spec.threshold`` count as lesion only inside the lung mask dilated by
+    ``lung_margin_mm`` (juxtapleural lesions sit at its border).
+
+    Parameters
+    ----------
+    hu : ndarray
+        ``(z, y, x)`` CT in HU.
+    spacing : tuple of float
+        ``(z, y, x)`` spacing in mm.
+    z_positions_mm : ndarray
+        ``(z,)`` strictly increasing slice positions.
+    spec : ModelSpec
+        The model's sidecar (preprocessing and threshold).
+    predictor : callable
+        See :data:`Predictor`.
+    batch_size : int
+        Slices per predictor call.
+    lungs : ndarray, optional
+        Precomputed boolean lung mask.
+    lung_margin_mm : float
+        Dilation of the lung mask used as gate.
+
+    Returns
+    -------
+    ndarray
+        Boolean ``(z, y, x)`` lesion mask.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not agree or ``batch_size`` < 1.
+    """
+    if hu.ndim != 3:
+        raise ValueError(f"hu must be a (z, y, x) volume, got shape {hu.shape}")
+    lungs = fast_lung_mask(hu, spacing) if lungs is None else lungs.astype(bool, copy=False)
+    if lungs.shape != hu.shape:
+        raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
+    if not lungs.any():
+        return np.zeros(hu.shape, dtype=bool)
+    gate = dilate(lungs, spacing, lung_margin_mm)
+    box = bounding_box(gate, (0, 0, 0))
+    probabilities = np.zeros(hu.shape, dtype=np.float32)
+    for run in _runs(lung_slices(gate)):
+        roi = (slice(int(run[0]), int(run[-1]) + 1), box[1], box[2])
+        model_input = prepare_slices(hu, spacing, z_positions_mm, spec, roi)
+        prob = predict_batched(model_input.batch, predictor, batch_size)
+        probabilities = np.maximum(
+            probabilities, restore_probabilities(prob, model_input, hu.shape)
+        )
+    return (probabilities > spec.threshold) & gate
+
+
+def _runs(indices: np.ndarray) -> list[np.ndarray]:
+    """Split sorted indices into runs of consecutive values."""
+    if indices.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(indices) > 1) + 1
+    return np.split(indices, cuts)
+
+
+def segment_with_engine(
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    z_positions_mm: np.ndarray,
+    engine: Engine,
+    batch_size: int = 8,
+    lungs: np.ndarray | None = None,
+) -> np.ndarray:
+    """Run :func:`segment_with_predictor` with an :class:`engines.Engine`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`segment_with_predictor`.
+    """
+    return segment_with_predictor(
+        hu, spacing, z_positions_mm, engine.spec, engine.infer, batch_size, lungs
+    )

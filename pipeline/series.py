@@ -1,0 +1,316 @@
+"""Load one CT series from DICOM files, bytes or datasets into a sorted HU volume.
+
+The volume is ``(z, y, x)``: ``z`` follows the slice normal (row direction x column direction
+of ImageOrientationPatient), ``y`` is the DICOM row index and ``x`` the column index, so
+voxel ``[k, r, c]`` is pixel ``(r, c)`` of ``datasets[k]``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from pipeline.errors import SeriesRejected
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+_TILT_TOLERANCE = 1e-3
+"""Largest allowed sine between the slice normal and the slice-to-slice direction."""
+_SPACING_TOLERANCE = 0.05
+"""Largest allowed relative deviation of one slice gap from the median gap."""
+
+Source = str | Path | bytes | pydicom.Dataset
+
+
+@dataclass
+class CTSeries:
+    """A CT series as a volume in HU plus its source headers.
+
+    Attributes
+    ----------
+    hu : ndarray
+        ``(z, y, x)`` int16 (or float32 for non-integer rescale) CT values in HU, sorted by
+        position along the slice normal.
+    spacing : tuple of float
+        ``(z, y, x)`` voxel spacing in mm; ``z`` is the median slice gap.
+    z_positions_mm : ndarray
+        ``(z,)`` strictly increasing positions of the slices along the normal (mm).
+    datasets : list of pydicom.Dataset
+        Source headers in volume order, pixel data removed.
+    dropped_duplicates : list of str
+        SOPInstanceUIDs left out because another slice had the same position and pixels.
+    """
+
+    hu: np.ndarray
+    spacing: tuple[float, float, float]
+    z_positions_mm: np.ndarray
+    datasets: list[pydicom.Dataset]
+    dropped_duplicates: list[str] = field(default_factory=list)
+
+    @property
+    def series_instance_uid(self) -> str:
+        """SeriesInstanceUID of the source series."""
+        return str(self.datasets[0].SeriesInstanceUID)
+
+    @property
+    def study_instance_uid(self) -> str:
+        """StudyInstanceUID of the source series."""
+        return str(self.datasets[0].StudyInstanceUID)
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        """FrameOfReferenceUID of the source series."""
+        return str(self.datasets[0].FrameOfReferenceUID)
+
+    @property
+    def sop_instance_uids(self) -> list[str]:
+        """SOPInstanceUIDs in volume order."""
+        return [str(ds.SOPInstanceUID) for ds in self.datasets]
+
+    def index_to_patient(self, zyx: np.ndarray) -> np.ndarray:
+        """Map ``(n, 3)`` voxel indices ``(z, y, x)`` to patient coordinates (mm).
+
+        Returns
+        -------
+        ndarray
+            ``(n, 3)`` LPS coordinates in mm.
+        """
+        zyx = np.atleast_2d(np.asarray(zyx, dtype=np.float64))
+        iop = np.asarray(self.datasets[0].ImageOrientationPatient, dtype=np.float64)
+        row_dir, col_dir = iop[:3], iop[3:]
+        k = np.clip(np.round(zyx[:, 0]).astype(int), 0, len(self.datasets) - 1)
+        origins = np.array(
+            [self.datasets[i].ImagePositionPatient for i in k], dtype=np.float64
+        )
+        frac = zyx[:, 0] - k
+        normal = np.cross(row_dir, col_dir)
+        return (
+            origins
+            + frac[:, None] * self.spacing[0] * normal
+            + zyx[:, 2:3] * self.spacing[2] * row_dir
+            + zyx[:, 1:2] * self.spacing[1] * col_dir
+        )
+
+
+def read_dataset(source: Source) -> pydicom.Dataset:
+    """Read one DICOM object from a path, bytes or an existing dataset.
+
+    Raises
+    ------
+    TypeError
+        If ``source`` is of another type.
+    SeriesRejected
+        If the file or bytes are not DICOM.
+    """
+    if isinstance(source, pydicom.Dataset):
+        return source
+    try:
+        if isinstance(source, bytes | bytearray):
+            return pydicom.dcmread(io.BytesIO(source))
+        if isinstance(source, str | Path):
+            return pydicom.dcmread(source)
+    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
+        name = "<bytes>" if isinstance(source, bytes | bytearray) else str(source)
+        raise SeriesRejected(f"not a readable DICOM file: {name} ({exc})") from exc
+    raise TypeError(
+        f"sources must be paths, bytes or pydicom Datasets, got {type(source).__name__}"
+    )
+
+
+def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
+    """Load a single-frame CT series into a sorted HU volume.
+
+    Parameters
+    ----------
+    sources : sequence of str, Path, bytes or pydicom.Dataset
+        One item per instance.
+    threads : int
+        Threads used to read and decode the instances.
+
+    Returns
+    -------
+    CTSeries
+
+    Raises
+    ------
+    TypeError
+        If an item of ``sources`` has an unsupported type.
+    SeriesRejected
+        If the series is empty, mixed, not CT, has no pixel data, a gantry tilt,
+        inconsistent geometry or spacing, or conflicting slices at the same position.
+    """
+    if isinstance(sources, str | Path | bytes | pydicom.Dataset):
+        raise TypeError("sources must be a sequence of instances, not a single instance")
+    if len(sources) == 0:
+        raise SeriesRejected("the series is empty: no DICOM instances were given")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        datasets = list(pool.map(read_dataset, sources))
+    _check_uniform(datasets)
+    positions = _positions_along_normal(datasets)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        slices = list(pool.map(_slice_hu, datasets))
+    order = np.lexsort((np.array([_instance_number(ds) for ds in datasets]), positions))
+    keep, dropped = _deduplicate(order, positions, slices, datasets)
+    z = positions[keep]
+    spacing_z = _slice_spacing(z)
+    hu = np.stack([slices[i] for i in keep])
+    headers = [_strip_pixels(datasets[i]) for i in keep]
+    row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
+    return CTSeries(hu, (spacing_z, row_mm, col_mm), z.astype(np.float64), headers, dropped)
+
+
+def load_series_dir(path: str | Path, threads: int = 4) -> CTSeries:
+    """Load every file of a folder (recursively) as one CT series.
+
+    Files that are not DICOM (e.g. ``DICOMDIR`` or notes) are rejected with their name,
+    except hidden files and ``*.xml`` / ``*.txt`` / ``*.json`` files, which are ignored.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a folder.
+    SeriesRejected
+        See :func:`load_series`; also when the folder holds no files.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"DICOM folder not found: {folder}")
+    ignored = {".xml", ".txt", ".json", ".md"}
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in ignored
+        and p.name != "ATTRIBUTION"
+    )
+    if not files:
+        raise SeriesRejected(f"the folder {folder} holds no DICOM files")
+    return load_series(files, threads=threads)
+
+
+def _instance_number(ds: pydicom.Dataset) -> int:
+    value = ds.get("InstanceNumber")
+    return int(value) if value not in (None, "") else 0
+
+
+def _check_uniform(datasets: list[pydicom.Dataset]) -> None:
+    first = datasets[0]
+    for ds in datasets:
+        modality = ds.get("Modality", "")
+        if modality != "CT":
+            raise SeriesRejected(f"not a CT series: Modality is {modality!r}")
+        if ds.get("SOPClassUID", CT_IMAGE_STORAGE) == ENHANCED_CT_IMAGE_STORAGE:
+            raise SeriesRejected("multi-frame Enhanced CT is not supported")
+        if "PixelData" not in ds:
+            raise SeriesRejected(f"instance {ds.get('InstanceNumber', '?')} has no pixel data")
+    for key in ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        values = {str(ds.get(key, "")) for ds in datasets}
+        if len(values) > 1:
+            raise SeriesRejected(f"mixed series: {len(values)} different {key} values")
+        if values == {""}:
+            raise SeriesRejected(f"{key} is missing")
+    for key in ("Rows", "Columns"):
+        if len({int(ds.get(key, 0)) for ds in datasets}) > 1:
+            raise SeriesRejected(f"inconsistent geometry: {key} differs between instances")
+    for key in ("ImageOrientationPatient", "PixelSpacing"):
+        ref = _float_tuple(first, key)
+        for ds in datasets[1:]:
+            if not np.allclose(_float_tuple(ds, key), ref, atol=1e-4):
+                raise SeriesRejected(f"inconsistent geometry: {key} differs between instances")
+
+
+def _float_tuple(ds: pydicom.Dataset, key: str) -> np.ndarray:
+    value = ds.get(key)
+    if value is None:
+        raise SeriesRejected(f"{key} is missing in instance {ds.get('InstanceNumber', '?')}")
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def _positions_along_normal(datasets: list[pydicom.Dataset]) -> np.ndarray:
+    iop = _float_tuple(datasets[0], "ImageOrientationPatient")
+    normal = np.cross(iop[:3], iop[3:])
+    ipp = np.stack([_float_tuple(ds, "ImagePositionPatient") for ds in datasets])
+    positions = ipp @ normal
+    if len(datasets) > 1:
+        order = np.argsort(positions)
+        steps = np.diff(ipp[order], axis=0)
+        lengths = np.linalg.norm(steps, axis=1)
+        moving = lengths > 1e-6
+        if moving.any():
+            sines = np.linalg.norm(np.cross(steps[moving], normal), axis=1) / lengths[moving]
+            if sines.max() > _TILT_TOLERANCE:
+                angle = float(np.degrees(np.arcsin(min(1.0, sines.max()))))
+                raise SeriesRejected(
+                    f"gantry tilt or sheared volume: slices step {angle:.2f} degrees off the "
+                    "slice normal"
+                )
+    return positions
+
+
+def _slice_hu(ds: pydicom.Dataset) -> np.ndarray:
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for undecodable pixel data
+        raise SeriesRejected(
+            f"pixel data of instance {ds.get('InstanceNumber', '?')} cannot be decoded: {exc}"
+        ) from exc
+    if pixels.ndim != 2:
+        raise SeriesRejected(f"expected single-frame greyscale slices, got shape {pixels.shape}")
+    slope = float(ds.get("RescaleSlope", 1.0))
+    intercept = float(ds.get("RescaleIntercept", 0.0))
+    if slope == int(slope) and intercept == int(intercept):
+        hu = pixels.astype(np.int32) * int(slope) + int(intercept)
+        if hu.min() >= -32768 and hu.max() <= 32767:
+            return hu.astype(np.int16)
+    return (pixels.astype(np.float32) * slope + intercept).astype(np.float32)
+
+
+def _deduplicate(
+    order: np.ndarray,
+    positions: np.ndarray,
+    slices: list[np.ndarray],
+    datasets: list[pydicom.Dataset],
+) -> tuple[list[int], list[str]]:
+    keep: list[int] = []
+    dropped: list[str] = []
+    for i in order:
+        if keep and abs(positions[i] - positions[keep[-1]]) < 1e-3:
+            if not np.array_equal(slices[i], slices[keep[-1]]):
+                raise SeriesRejected(
+                    f"two instances at the same position ({positions[i]:.2f} mm) differ in "
+                    "content (several acquisitions or reconstructions in one series)"
+                )
+            dropped.append(str(datasets[i].SOPInstanceUID))
+            continue
+        keep.append(int(i))
+    return keep, dropped
+
+
+def _slice_spacing(z: np.ndarray) -> float:
+    if z.size < 2:
+        raise SeriesRejected(f"a volume needs at least 2 slice positions, got {z.size}")
+    gaps = np.diff(z)
+    median = float(np.median(gaps))
+    worst = float(np.max(np.abs(gaps - median)))
+    if worst > _SPACING_TOLERANCE * median:
+        raise SeriesRejected(
+            f"inconsistent slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm "
+            "(missing slices or variable spacing)"
+        )
+    return median
+
+
+def _strip_pixels(ds: pydicom.Dataset) -> pydicom.Dataset:
+    header = pydicom.Dataset()
+    header.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+    for elem in ds:
+        if elem.tag != 0x7FE00010:
+            header.add(elem)
+    return header
