@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from orthanc_plugin.config import from_orthanc_configuration, from_section
+from pipeline.errors import ConfigError
+
+BASE = {
+    "WorkerPython": "/opt/venv/bin/python", "DataDir": "/var/lib/lungseg",
+    "Url": "http://127.0.0.1:8042", "WorkerUser": "worker", "WorkerPassword": "secret",
+}
+
+
+def test_minimal_section_gets_defaults():
+    cfg = from_section(BASE)
+    assert cfg.segmenter == "auto" and cfg.engine == "onnx" and cfg.min_slices == 10
+    assert cfg.model_path is None and cfg.threads is None
+    assert str(cfg.job_db) == "/var/lib/lungseg/lungseg-jobs.sqlite"
+    assert "secret" not in repr(cfg)
+
+
+def test_round_trip_through_worker_json():
+    cfg = from_section({**BASE, "SitePackages": ["/a"], "MinSlices": 20, "Threads": 2})
+    assert from_section(json.loads(cfg.to_json())) == cfg
+
+
+@pytest.mark.parametrize("key", ["WorkerPython", "DataDir", "Url", "WorkerUser", "WorkerPassword"])
+def test_missing_required_key_is_named(key):
+    section = {k: v for k, v in BASE.items() if k != key}
+    with pytest.raises(ConfigError, match=f"LungSeg.{key}"):
+        from_section(section)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("MinSlices", "10"), ("MinSlices", 0), ("MinSlices", True), ("Segmenter", "magic"),
+    ("Url", "ftp://x"), ("Threads", 0), ("PollIntervalSeconds", -1), ("SitePackages", "/a"),
+    ("WorkerPython", "python3"), ("DataDir", "rel/dir"), ("ScanOnStart", 1),
+])
+def test_bad_value_is_named(key, value):
+    with pytest.raises(ConfigError, match=f"LungSeg.{key}"):
+        from_section({**BASE, key: value})
+
+
+def test_password_never_shown_in_errors():
+    with pytest.raises(ConfigError) as err:
+        from_section({**BASE, "WorkerPassword": ""})
+    assert "LungSeg.WorkerPassword" in str(err.value)
+
+
+def test_unknown_key_rejected():
+    with pytest.raises(ConfigError, match="LungSeg.MinSlice"):
+        from_section({**BASE, "MinSlice": 3})
+
+
+def test_whole_configuration():
+    cfg = from_orthanc_configuration(json.dumps({"HttpPort": 1, "LungSeg": BASE}))
+    assert cfg.url == BASE["Url"]
+    with pytest.raises(ConfigError, match="missing configuration section LungSeg"):
+        from_orthanc_configuration("{}")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        from_orthanc_configuration("{")
