@@ -60,7 +60,8 @@ def test_bad_arguments(store, call):
         call(store)
 
 
-CLAIM = "import sys; from orthanc_plugin.jobstore import JobStore; j = JobStore(sys.argv[1]).claim_next(); print(j.series_id if j else 'none')"
+CLAIM = ("import sys; from orthanc_plugin.jobstore import JobStore; "
+         "j = JobStore(sys.argv[1]).claim_next(); print(j.series_id if j else 'none')")
 
 
 def test_two_processes_never_claim_the_same_job(tmp_path):

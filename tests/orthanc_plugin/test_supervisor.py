@@ -3,7 +3,12 @@ import sys
 import time
 
 from orthanc_plugin.config import from_section
-from orthanc_plugin.supervisor import REPO_ROOT, WorkerSupervisor, worker_command, worker_environment
+from orthanc_plugin.supervisor import (
+    REPO_ROOT,
+    WorkerSupervisor,
+    worker_command,
+    worker_environment,
+)
 
 READ_THEN = "import sys; data = sys.stdin.read(); assert 'WorkerPassword' in data; "
 
