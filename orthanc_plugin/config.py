@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.errors import ConfigError
 
 SECTION = "LungSeg"
-SEGMENTERS = ("auto", "model", "threshold")
+SEGMENTERS = ("auto", "model", "threshold", "kmeans")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _validate(cfg: PluginConfig) -> None:
         (bool(cfg.worker_user), "WorkerUser", "a non-empty string"),
         (bool(cfg.worker_password), "WorkerPassword", "a non-empty string"),
         (cfg.threads is None or cfg.threads >= 1, "Threads", "null or >= 1"),
-        (cfg.min_slices >= 1, "MinSlices", ">= 1"),
+        (cfg.min_slices >= 2, "MinSlices", ">= 2"),
         (cfg.poll_interval_s > 0, "PollIntervalSeconds", "> 0"),
         (cfg.worker_restart_delay_s >= 0, "WorkerRestartDelaySeconds", ">= 0"),
         (all(isinstance(p, str) for p in cfg.site_packages), "SitePackages", "a list of paths"),

@@ -54,10 +54,10 @@ def selection_rules(min_slices: int) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        If ``min_slices`` < 1.
+        If ``min_slices`` < 2.
     """
-    if not isinstance(min_slices, int) or min_slices < 1:
-        raise ValueError(f"min_slices must be an integer >= 1, got {min_slices!r}")
+    if not isinstance(min_slices, int) or min_slices < 2:
+        raise ValueError(f"min_slices must be an integer >= 2, got {min_slices!r}")
     return {**DEFAULT_RULES, "NumberOfSlices": [min_slices, ">="]}
 
 
@@ -185,7 +185,8 @@ def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_
         result = process_series(files, segmenter, pipeline_config)
     except SeriesRejected as exc:
         return Outcome("rejected", str(exc), timings, {}, count, version)
-    timings.update({k: round(float(v), 4) for k, v in result.timings.items()})
+    timings.update({("pipeline" if k == "total" else k): round(float(v), 4)
+                    for k, v in result.timings.items()})
     outputs = [ds for ds in (result.seg, result.sr) if ds is not None]
     with _timed(timings, "store"):
         stored = store_results(client, info["ParentStudy"], outputs, previous)

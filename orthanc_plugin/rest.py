@@ -20,11 +20,11 @@ JSON = "application/json"
 
 
 def _answer(output: Any, status: int, payload: object) -> None:
-    body = json.dumps(payload, indent=1).encode()
+    body = json.dumps(payload, indent=1)  # ASCII: json.dumps escapes the rest
     if status == 200:
         output.AnswerBuffer(body, JSON)
     else:
-        output.SendHttpStatus(status, body, len(body))
+        output.SendHttpStatus(status, body, len(body))  # orthanc-python wants (int, str, int)
 
 
 def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:

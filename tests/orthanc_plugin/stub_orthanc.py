@@ -73,9 +73,10 @@ class StubOutput:
         self.status, self.mime = 200, mime
         self.body = body if isinstance(body, bytes) else body.encode()
 
-    def SendHttpStatus(self, status: int, body: bytes, size: int) -> None:  # noqa: N802
-        assert size == len(body)
-        self.status, self.body = status, body
+    def SendHttpStatus(self, status: int, body: str, size: int) -> None:  # noqa: N802
+        if not isinstance(body, str) or size != len(body):  # as orthanc-python 4.0 checks
+            raise TypeError("Bad types for the arguments (3 arguments expected)")
+        self.status, self.body = status, body.encode()
 
     def SendMethodNotAllowed(self, allowed: str) -> None:  # noqa: N802
         self.status = 405

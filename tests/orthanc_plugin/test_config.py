@@ -32,7 +32,7 @@ def test_missing_required_key_is_named(key):
 
 
 @pytest.mark.parametrize("key, value", [
-    ("MinSlices", "10"), ("MinSlices", 0), ("MinSlices", True), ("Segmenter", "magic"),
+    ("MinSlices", "10"), ("MinSlices", 1), ("MinSlices", True), ("Segmenter", "magic"),
     ("Url", "ftp://x"), ("Threads", 0), ("PollIntervalSeconds", -1), ("SitePackages", "/a"),
     ("WorkerPython", "python3"), ("DataDir", "rel/dir"), ("ScanOnStart", 1),
 ])
