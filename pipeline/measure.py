@@ -9,6 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from pipeline.geometry2d import outline, principal_axes
+from pipeline.postprocess import nonzero_box
 
 NECROTIC_HU = (-10.0, 40.0)
 """HU range counted as necrotic (fluid-like) tissue, inclusive."""
@@ -105,11 +106,14 @@ def measure_lesions(
         raise ValueError(f"spacing must be three positive numbers (mm), got {spacing!r}")
     if not labels.any():
         return []
+    outer = nonzero_box(labels)
+    base = [s.start for s in outer]
     stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(sitk.GetImageFromArray(labels.astype(np.uint32)))
+    stats.Execute(sitk.GetImageFromArray(labels[outer].astype(np.uint32)))
     lesions = []
     for label in sorted(stats.GetLabels()):
         x0, y0, z0, nx, ny, nz = stats.GetBoundingBox(label)
+        x0, y0, z0 = x0 + base[2], y0 + base[1], z0 + base[0]
         box = (slice(z0, z0 + nz), slice(y0, y0 + ny), slice(x0, x0 + nx))
         lesion = _measure_one(labels[box] == label, hu[box], spacing, (z0, y0, x0), int(label))
         if index_to_patient is not None:

@@ -44,7 +44,8 @@ def label_lesions(
         raise ValueError(f"min_volume_mm3 must be >= 0, got {min_volume_mm3!r}")
     if not mask.any():
         return np.zeros(mask.shape, dtype=np.uint16)
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    box = nonzero_box(mask)
+    img = sitk.GetImageFromArray(mask[box].astype(np.uint8))
     img.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
     labels = sitk.ConnectedComponent(img, fully_connected)
     voxel_mm3 = float(np.prod(spacing))
@@ -52,7 +53,19 @@ def label_lesions(
     labels = sitk.RelabelComponent(
         labels, minimumObjectSize=max(min_voxels, 1), sortByObjectSize=True
     )
-    out = sitk.GetArrayFromImage(labels)
-    if out.max() > np.iinfo(np.uint16).max:
-        raise ValueError(f"too many lesions for a uint16 label map: {int(out.max())}")
-    return out.astype(np.uint16)
+    cropped = sitk.GetArrayFromImage(labels)
+    if cropped.max() > np.iinfo(np.uint16).max:
+        raise ValueError(f"too many lesions for a uint16 label map: {int(cropped.max())}")
+    out = np.zeros(mask.shape, dtype=np.uint16)
+    out[box] = cropped
+    return out
+
+
+def nonzero_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Return the bounding box of the non-zero voxels (mask must not be empty)."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)

@@ -46,6 +46,17 @@ def tracking_uid(series: CTSeries, algorithm: Algorithm, lesion: Lesion) -> str:
     return derived_uid(series.series_instance_uid, algorithm.version, f"lesion-{lesion.label}")
 
 
+def library_images(series: CTSeries, lesions: list[Lesion]) -> list[pydicom.Dataset]:
+    """Return the images of the report's Image Library: the lesions' key slices.
+
+    With no lesion, the middle slice of the series stands for it. Listing all slices would
+    add about 15 content items per slice for nothing a viewer uses (every SCOORD names its
+    image); the whole series is still listed as evidence.
+    """
+    keys = sorted({lesion.key_slice for lesion in lesions}) or [len(series.datasets) // 2]
+    return [series.datasets[k] for k in keys]
+
+
 def write_sr(
     series: CTSeries,
     lesions: list[Lesion],
@@ -81,7 +92,7 @@ def write_sr(
         observation_context=_observation_context(algorithm),
         procedure_reported=CT_CHEST,
         imaging_measurements=groups or [_no_lesion_group(series, algorithm)],
-        referenced_images=series.datasets,
+        referenced_images=library_images(series, lesions),
     )
     series_uid, sop_uid = output_uids(series, algorithm, "sr")
     sr = hd.sr.Comprehensive3DSR(
@@ -129,7 +140,7 @@ def _observation_context(algorithm: Algorithm) -> hd.sr.ObservationContext:
         uid=derived_uid("lungseg-device", algorithm.name, algorithm.version),
         name=algorithm.name,
         manufacturer_name=MANUFACTURER,
-        model_name=f"{algorithm.name} {algorithm.version}",
+        model_name=algorithm.name[:64],
     )
     return hd.sr.ObservationContext(
         observer_device_context=hd.sr.ObserverContext(

@@ -1,0 +1,133 @@
+"""``lungseg`` command line: segment a series folder, or send one to a DICOM node."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from pipeline.errors import LungSegError
+from pipeline.run import SEGMENTERS, PipelineConfig, Segmenter, SeriesResult, process_series
+from pipeline.series import CTSeries
+from pipeline.version import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``lungseg``."""
+    parser = argparse.ArgumentParser(
+        prog="lungseg", description="Lung lesion segmentation (research use only)."
+    )
+    parser.add_argument("--version", action="version", version=f"lungseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    seg = sub.add_parser("segment", help="segment one CT series folder")
+    seg.add_argument("dicom_dir", type=Path, help="folder with the CT series")
+    seg.add_argument("--out", type=Path, required=True, help="output folder")
+    seg.add_argument("--segmenter", choices=SEGMENTERS, default="auto")
+    seg.add_argument("--engine", default="onnx", help="engine kind (default onnx)")
+    seg.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    seg.add_argument("--threads", type=int, default=None)
+    seg.add_argument("--batch-size", type=int, default=8)
+    send = sub.add_parser("send", help="send a series folder with C-STORE")
+    send.add_argument("dicom_dir", type=Path)
+    send.add_argument("--host", required=True)
+    send.add_argument("--port", type=int, required=True)
+    send.add_argument("--aet", default="LUNGSEG", help="calling AE title")
+    send.add_argument("--called-aet", default="ORTHANC", help="called AE title")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``lungseg``; return the exit status (0 ok, 1 failures, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="lungseg: %(message)s")
+    logging.getLogger("highdicom").setLevel(logging.WARNING)
+    try:
+        if args.command == "segment":
+            return _segment(args)
+        return _send(args)
+    except (LungSegError, FileNotFoundError, ValueError) as exc:
+        print(f"lungseg: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _segment(args: argparse.Namespace) -> int:
+    config = PipelineConfig(
+        segmenter=args.segmenter, engine=args.engine, model_path=args.model,
+        threads=args.threads, batch_size=args.batch_size,
+    )
+    segmenter = Segmenter.create(config)
+    try:
+        result = process_series(args.dicom_dir, segmenter, config)
+    finally:
+        segmenter.close()
+    write_outputs(result, args.out)
+    _print_table(result)
+    return 0
+
+
+def write_outputs(result: SeriesResult, out: Path) -> None:
+    """Write seg.dcm (when a lesion exists), sr.dcm, mask.nii.gz and lesions.json to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    seg_path = out / "seg.dcm"
+    if result.seg is not None:
+        result.seg.save_as(seg_path, enforce_file_format=True)
+    elif seg_path.exists():
+        seg_path.unlink()
+    result.sr.save_as(out / "sr.dcm", enforce_file_format=True)
+    sitk.WriteImage(label_image(result.mask, result.series), str(out / "mask.nii.gz"))
+    summary = {
+        "series_instance_uid": result.series.series_instance_uid if result.series else None,
+        "algorithm": {"name": result.algorithm.name, "version": result.algorithm.version}
+        if result.algorithm else None,
+        "seg_written": result.seg is not None,
+        "lesions": [lesion.to_json() for lesion in result.lesions],
+        "timings_s": result.timings,
+    }
+    (out / "lesions.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def label_image(mask: np.ndarray, series: CTSeries | None) -> sitk.Image:
+    """Return the label map as a SimpleITK image with the series' patient geometry."""
+    img = sitk.GetImageFromArray(mask)
+    if series is None:
+        return img
+    iop = np.asarray(series.datasets[0].ImageOrientationPatient, dtype=np.float64)
+    normal = np.cross(iop[:3], iop[3:])
+    img.SetSpacing((series.spacing[2], series.spacing[1], series.spacing[0]))
+    img.SetOrigin(tuple(float(v) for v in series.datasets[0].ImagePositionPatient))
+    img.SetDirection(tuple(np.column_stack([iop[:3], iop[3:], normal]).ravel()))
+    return img
+
+
+def _print_table(result: SeriesResult) -> None:
+    print(f"{len(result.lesions)} lesion(s); SEG {'written' if result.seg else 'not written'}")
+    if result.lesions:
+        print(f"{'#':>3} {'volume mm3':>11} {'long mm':>8} {'short mm':>9} {'mean HU':>8} slice")
+    for lesion in result.lesions:
+        print(
+            f"{lesion.label:>3} {lesion.volume_mm3:>11.1f} {lesion.long_axis_mm:>8.1f} "
+            f"{lesion.short_axis_mm:>9.1f} {lesion.mean_hu:>8.1f} {lesion.key_slice}"
+        )
+    print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
+
+
+def _send(args: argparse.Namespace) -> int:
+    from pipeline.dimse import send_files
+
+    folder = args.dicom_dir
+    if not folder.is_dir():
+        raise FileNotFoundError(f"DICOM folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"the folder {folder} holds no files")
+    report = send_files(files, args.host, args.port, args.aet, args.called_aet)
+    for item in report.failures:
+        print(f"FAILED {item.path}: {item.message}", file=sys.stderr)
+    print(f"sent {report.sent} of {len(report.instances)} instance(s) to "
+          f"{args.called_aet}@{args.host}:{args.port}")
+    return 0 if not report.failures else 1

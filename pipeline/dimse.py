@@ -1,0 +1,148 @@
+"""Send DICOM files to a DICOM node with C-STORE (pynetdicom), reporting every instance."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pynetdicom import AE, evt
+from pynetdicom.events import Event
+
+MAX_CONTEXTS = 128
+
+
+@dataclass
+class InstanceStatus:
+    """Outcome of one C-STORE: ``status`` is the DIMSE status (None: not sent)."""
+
+    path: str
+    sop_instance_uid: str
+    status: int | None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for Success (0x0000) and the warning statuses (0xB000, 0xB007, 0xB006)."""
+        return self.status in (0x0000, 0xB000, 0xB006, 0xB007)
+
+
+@dataclass
+class SendReport:
+    """Per-instance results of :func:`send_files`."""
+
+    instances: list[InstanceStatus] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        """Number of instances stored successfully."""
+        return sum(1 for i in self.instances if i.ok)
+
+    @property
+    def failures(self) -> list[InstanceStatus]:
+        """Instances that were not stored."""
+        return [i for i in self.instances if not i.ok]
+
+
+def _set_nodelay(event: Event) -> None:
+    sock = event.assoc.dul.socket.socket
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def send_files(
+    paths: Sequence[str | Path],
+    host: str,
+    port: int,
+    calling_aet: str = "LUNGSEG",
+    called_aet: str = "ORTHANC",
+    timeout_s: float = 30.0,
+) -> SendReport:
+    """Send DICOM files with C-STORE over one association (TCP_NODELAY set).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        DICOM files.
+    host : str
+        Destination host.
+    port : int
+        Destination DICOM port.
+    calling_aet, called_aet : str
+        Our and the destination's AE titles.
+    timeout_s : float
+        Network and DIMSE timeout.
+
+    Returns
+    -------
+    SendReport
+        One entry per file; failures carry the reason (unreadable file, rejected context,
+        association refused, DIMSE failure status).
+
+    Raises
+    ------
+    ValueError
+        If ``paths`` is empty, ``port`` is out of range or an AE title is invalid.
+    """
+    if not paths:
+        raise ValueError("paths must name at least one file, got none")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port must be in 1..65535, got {port!r}")
+    for name, aet in (("calling_aet", calling_aet), ("called_aet", called_aet)):
+        if not aet or len(aet) > 16:
+            raise ValueError(f"{name} must be 1-16 characters, got {aet!r}")
+    report = SendReport()
+    headers = _read_headers(paths, report)
+    if not headers:
+        return report
+    ae = AE(ae_title=calling_aet)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    for sop_class in sorted({str(h.SOPClassUID) for _, h in headers})[:MAX_CONTEXTS]:
+        ae.add_requested_context(sop_class)
+    assoc = ae.associate(
+        host, int(port), ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)]
+    )
+    if not assoc.is_established:
+        reason = f"association with {called_aet}@{host}:{port} was rejected or failed"
+        report.instances.extend(
+            InstanceStatus(str(p), str(h.SOPInstanceUID), None, reason) for p, h in headers
+        )
+        return report
+    try:
+        for path, header in headers:
+            report.instances.append(_store_one(assoc, path, header))
+    finally:
+        assoc.release()
+    return report
+
+
+def _read_headers(
+    paths: Sequence[str | Path], report: SendReport
+) -> list[tuple[Path, pydicom.Dataset]]:
+    headers = []
+    for p in paths:
+        path = Path(p)
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+            str(header.SOPClassUID), str(header.SOPInstanceUID)
+        except (InvalidDicomError, OSError, AttributeError) as exc:
+            report.instances.append(InstanceStatus(str(path), "", None, f"not sent: {exc}"))
+            continue
+        headers.append((path, header))
+    return headers
+
+
+def _store_one(assoc: object, path: Path, header: pydicom.Dataset) -> InstanceStatus:
+    uid = str(header.SOPInstanceUID)
+    try:
+        status = assoc.send_c_store(pydicom.dcmread(path))
+    except (ValueError, RuntimeError, OSError) as exc:
+        return InstanceStatus(str(path), uid, None, f"not sent: {exc}")
+    if not status or "Status" not in status:
+        return InstanceStatus(str(path), uid, None, "no response (timeout or aborted)")
+    code = int(status.Status)
+    message = "" if code == 0 else str(status.get("ErrorComment", f"status 0x{code:04X}"))
+    return InstanceStatus(str(path), uid, code, message)
