@@ -109,7 +109,8 @@ def kmeans_segment(
 def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
     """Lloyd's k-means on scalar values via a 1-HU histogram (deterministic).
 
-    Centres start at evenly spaced quantiles.
+    Centres start evenly spaced between the 0.1 and 99.9 percentiles, so a small dense
+    cluster (lesions among lung parenchyma) gets its own centre.
 
     Returns
     -------
@@ -128,7 +129,8 @@ def kmeans_1d(values: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
     v = np.clip(np.round(values).astype(np.int64), -1100, 3000)
     counts = np.bincount(v - v.min()).astype(np.float64)
     levels = np.arange(counts.size, dtype=np.float64) + v.min()
-    centres = np.quantile(values, (np.arange(k) + 0.5) / k).astype(np.float64)
+    lo, hi = np.percentile(v, [0.1, 99.9])
+    centres = np.linspace(lo, hi, k)
     for _ in range(iterations):
         assign = np.argmin(np.abs(levels[:, None] - centres[None, :]), axis=1)
         new = np.array([
