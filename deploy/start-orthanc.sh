@@ -87,7 +87,7 @@ if [[ "${LUNGSEG_FOREGROUND:-0}" == "1" ]]; then
   exec "$ORTHANC_BIN" "$CONFIG"
 fi
 
-nohup "$ORTHANC_BIN" "$CONFIG" >"$LOG_FILE" 2>&1 </dev/null &
+nohup "$ORTHANC_BIN" "$CONFIG" >>"$LOG_FILE" 2>&1 </dev/null &
 PID=$!
 echo "$PID" > "$PID_FILE"
 for ((i = 0; i < TIMEOUT * 4; i++)); do

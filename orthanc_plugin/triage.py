@@ -54,7 +54,9 @@ def processed_count(api: Any, series_id: str) -> int | None:
 
 
 def _already_handled(api: Any, job: Job | None, series_id: str, count: int) -> bool:
-    if job is not None:
+    # A result counts only while its marker is on the series: a series deleted and sent again
+    # (marker gone with it) is processed again.
+    if job is not None and job.state != "done":
         return job.state in FINAL_STATES and job.instance_count == count
     return processed_count(api, series_id) == count
 

@@ -31,8 +31,12 @@ def test_other_modality_is_rejected_with_reason(store):
     assert job.state == "rejected" and job.reason == "Modality is 'MR', not 'CT'"
 
 
+MARKER = f"/series/s1/metadata/{METADATA_NAME}"
+
+
 def test_processed_series_not_requeued_unless_grown_or_forced(store):
-    api = StubOrthanc(get={"/series/s1": series_info("CT", 40)})
+    api = StubOrthanc(get={"/series/s1": series_info("CT", 40),
+                           MARKER: json.dumps({"instances": 40})})
     store.enqueue("s1", 40)
     store.claim_next()
     store.finish("s1", "done")
@@ -43,6 +47,22 @@ def test_processed_series_not_requeued_unless_grown_or_forced(store):
     api.get["/series/s1"] = series_info("CT", 41)
     grown = triage(api, store, "s1", "stable")
     assert grown.state == "queued" and grown.instance_count == 41
+
+
+def test_deleted_and_resent_series_is_processed_again(store):
+    api = StubOrthanc(get={"/series/s1": series_info("CT", 40)})  # no marker: it was deleted
+    store.enqueue("s1", 40)
+    store.claim_next()
+    store.finish("s1", "done")
+    assert triage(api, store, "s1", "stable").state == "queued"
+
+
+def test_rejected_series_same_size_not_requeued(store):
+    api = StubOrthanc(get={"/series/s1": series_info("CT", 5)})
+    store.reject("s1", "NumberOfSlices 5 is not >= 10", 5)
+    assert triage(api, store, "s1", "stable") is None
+    api.get["/series/s1"] = series_info("CT", 50)
+    assert triage(api, store, "s1", "stable").state == "queued"
 
 
 def test_marker_without_job_counts_as_processed(store):
@@ -63,7 +83,8 @@ def test_unknown_series_raises(store):
 
 def test_startup_scan_queues_unprocessed_ct(store):
     api = StubOrthanc(
-        get={"/series/a": series_info("CT", 50), "/series/b": series_info("CT", 20)},
+        get={"/series/a": series_info("CT", 50), "/series/b": series_info("CT", 20),
+             f"/series/b/metadata/{METADATA_NAME}": json.dumps({"instances": 20})},
         post={"/tools/find": ["a", "b", "gone"]})
     store.enqueue("b", 20)
     store.claim_next()
