@@ -63,7 +63,8 @@ def demo_copy(demo_dir, tmp_path) -> Path:
 
 def ball(shape, spacing, centre_mm, radius_mm) -> np.ndarray:
     """Boolean ball on a ``(z, y, x)`` grid; centre and radius in mm."""
-    grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing, strict=True)], indexing="ij")
+    axes = [np.arange(n) * s for n, s in zip(shape, spacing, strict=True)]
+    grids = np.meshgrid(*axes, indexing="ij")
     dist2 = sum((g - c) ** 2 for g, c in zip(grids, centre_mm, strict=True))
     return dist2 <= radius_mm**2
 
