@@ -1,0 +1,97 @@
+"""C-STORE sender against a real pynetdicom Storage SCP on a free local port."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+import pipeline.dimse as dimse
+from pipeline.cli import main
+from pipeline.dimse import send_files
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def scp():
+    received: dict[str, str] = {}
+    refuse: set[str] = set()
+
+    def on_store(event):
+        ds = event.dataset
+        if ds.SOPInstanceUID in refuse:
+            return 0xA700
+        received[ds.SOPInstanceUID] = event.assoc.requestor.ae_title
+        return 0x0000
+
+    ae = AE(ae_title="TESTSCP")
+    ae.supported_contexts = AllStoragePresentationContexts
+    port = _free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    yield port, received, refuse
+    server.shutdown()
+
+
+def test_send_files_stores_every_instance_with_nodelay(scp, demo_dir, monkeypatch):
+    port, received, _ = scp
+    nodelay = []
+    original = dimse._set_nodelay
+
+    def spy(event):
+        original(event)
+        sock = event.assoc.dul.socket.socket
+        nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(dimse, "_set_nodelay", spy)
+    paths = sorted(demo_dir.glob("*.dcm"))
+    report = send_files(paths, "127.0.0.1", port, "LUNGSEG", "TESTSCP")
+    assert report.sent == len(paths) == len(received)
+    assert report.failures == []
+    assert all(i.status == 0 for i in report.instances)
+    assert set(received.values()) == {"LUNGSEG"}
+    assert nodelay and all(v != 0 for v in nodelay)
+
+
+def test_refused_and_unreadable_instances_are_listed(scp, demo_dir, tmp_path):
+    port, received, refuse = scp
+    import pydicom
+
+    paths = sorted(demo_dir.glob("*.dcm"))[:3]
+    refuse.add(pydicom.dcmread(paths[1], stop_before_pixels=True).SOPInstanceUID)
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom")
+    report = send_files([*paths, junk], "127.0.0.1", port, called_aet="TESTSCP")
+    assert report.sent == 2
+    failed = {f.path: f for f in report.failures}
+    assert set(failed) == {str(paths[1]), str(junk)}
+    assert failed[str(paths[1])].status == 0xA700
+    assert failed[str(junk)].status is None and "not sent" in failed[str(junk)].message
+
+
+def test_no_listener_lists_every_instance_and_cli_exits_non_zero(demo_dir, capsys):
+    port = _free_port()
+    paths = sorted(demo_dir.glob("*.dcm"))[:2]
+    report = send_files(paths, "127.0.0.1", port, timeout_s=5)
+    assert report.sent == 0 and len(report.failures) == 2
+    assert "association" in report.failures[0].message
+    code = main(["send", str(demo_dir), "--host", "127.0.0.1", "--port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("FAILED") == 32
+
+
+def test_send_validates_arguments(demo_dir):
+    with pytest.raises(ValueError, match="paths"):
+        send_files([], "127.0.0.1", 104)
+    with pytest.raises(ValueError, match="port"):
+        send_files([demo_dir / "027.dcm"], "127.0.0.1", 70000)
+    with pytest.raises(ValueError, match="called_aet"):
+        send_files([demo_dir / "027.dcm"], "127.0.0.1", 104, called_aet="X" * 17)
