@@ -85,12 +85,13 @@ def wait_for_job(client: OrthancClient, series_id: str, timeout_s: float,
 def lesion_table(job: dict[str, Any]) -> str:
     """Format the lesions recorded with a job as a text table."""
     lesions = job.get("result", {}).get("lesions", [])
-    head = f"{'#':>3} {'volume mm3':>11} {'long mm':>8} {'short mm':>9} {'mean HU':>8} {'slice':>6}"
+    head = (f"{'#':>3} {'volume mm3':>11} {'long mm':>8} {'short mm':>9} {'mean HU':>8} "
+            f"{'z index':>8}")
     rows = [head, "-" * len(head)]
     for les in lesions:
         rows.append(f"{les.get('label', 0):>3} {les.get('volume_mm3', 0):>11.1f} "
                     f"{les.get('long_axis_mm', 0):>8.1f} {les.get('short_axis_mm', 0):>9.1f} "
-                    f"{les.get('mean_hu', 0):>8.0f} {les.get('key_slice', 0):>6}")
+                    f"{les.get('mean_hu', 0):>8.0f} {les.get('key_slice', 0):>8}")
     if not lesions:
         rows.append("(no lesion found)")
     return "\n".join(rows)
