@@ -74,21 +74,24 @@ function segmentationState() {
   }));
 }
 
-// Runs in the page: the measurements OHIF made from the SR and the panel text.
-function measurementState() {
-  const ms = window.services.measurementService.getMeasurements();
-  const panel = document.querySelector('[data-cy="trackedMeasurements-panel"]')
-    || document.querySelector('[data-cy="measurements-panel"]');
+// Runs in the page: the SR as OHIF read it (its measurement groups with their labels
+// and SCOORDs) and the annotation text drawn over the viewport.
+function srState() {
+  const sets = window.services.displaySetService.getActiveDisplaySets();
+  const sr = sets.find(d => d.Modality === 'SR');
+  const svgText = [...document.querySelectorAll('.viewport-element svg, svg.svg-layer')]
+    .map(e => e.textContent).filter(t => t && t.trim()).join('\n');
   return {
-    measurements: ms.map(m => ({
-      label: m.label,
-      toolName: m.toolName,
-      displayText: m.displayText,
-      points: m.points,
-      referenceSeriesUID: m.referenceSeriesUID,
+    loaded: !!sr?.isLoaded,
+    rehydratable: !!sr?.isRehydratable,
+    groups: (sr?.measurements || []).map(m => ({
+      trackingIdentifier: m.TrackingIdentifier,
+      trackingUid: m.TrackingUniqueIdentifier,
+      labels: m.labels,
+      graphicTypes: (m.coords || []).map(c => c.GraphicType),
+      referencedSop: m.ReferencedSOPInstanceUID,
     })),
-    panelText: panel ? panel.innerText : null,
-    bodyText: document.body.innerText,
+    svgText,
   };
 }
 
@@ -158,11 +161,13 @@ try {
     await page.close();
   }
   if (spec.srSeriesUID) {
-    page = await openViewer(context, `${study}&initialSeriesInstanceUID=${spec.srSeriesUID}`, () =>
-      (window.services?.measurementService.getMeasurements() || []).length > 0);
-    const srProbes = spec.srProbes ?? spec.probes;
-    result.pages.sr = await snap(page, 'sr', srProbes);
-    Object.assign(result.pages.sr, await page.evaluate(measurementState));
+    page = await openViewer(context, `${study}&initialSeriesInstanceUID=${spec.srSeriesUID}`, () => {
+      const sr = window.services?.displaySetService.getActiveDisplaySets().find(d => d.Modality === 'SR');
+      const drawn = [...document.querySelectorAll('svg')].some(e => /mm/.test(e.textContent || ''));
+      return !!(sr?.isLoaded && sr.measurements?.length && drawn);
+    });
+    result.pages.sr = await snap(page, 'sr', spec.srProbes ?? spec.probes);
+    Object.assign(result.pages.sr, await page.evaluate(srState));
     await page.close();
   }
 } catch (err) {
