@@ -73,16 +73,18 @@ class Processed:
 
 def copy_as_new_series(src: Path, dst: Path, count: int, uid_root: str,
                        modality: str = "CT") -> Path:
-    """Copy ``count`` slices of ``src`` into ``dst`` as a new series (new UIDs, same study)."""
+    """Copy the first ``count`` slices (by InstanceNumber) of ``src`` into ``dst`` as a new
+    series: new series/instance UIDs, same study."""
     dst.mkdir(parents=True, exist_ok=True)
-    for k, path in enumerate(sorted(src.glob("*.dcm"))[:count]):
-        ds = pydicom.dcmread(path)
+    datasets = sorted((pydicom.dcmread(p) for p in src.glob("*.dcm")),
+                      key=lambda d: int(d.InstanceNumber))
+    for k, ds in enumerate(datasets[:count]):
         ds.SeriesInstanceUID = f"{uid_root}.1"
         ds.SOPInstanceUID = f"{uid_root}.2.{k + 1}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.Modality = modality
         ds.SeriesNumber = 77
-        ds.save_as(dst / path.name)
+        ds.save_as(dst / f"{int(ds.InstanceNumber):04d}.dcm")
     return dst
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
 import subprocess
 import time
 import uuid
@@ -165,6 +168,35 @@ def test_non_ct_and_short_series_rejected_with_reason(orthanc, processed, tmp_pa
         reasons[name] = job["reason"]
     assert "NumberOfSlices 5" in reasons["short"]
     assert "MR" in reasons["mr"] and "CT" in reasons["mr"]
+
+
+def _worker_pids(orthanc):
+    return re.findall(r"worker process started \(pid (\d+)\)", orthanc.log())
+
+
+def test_killed_worker_is_restarted_and_a_grown_series_is_rerun(orthanc, processed, tmp_path):
+    client = orthanc.client()
+    pids = _worker_pids(orthanc)
+    os.kill(int(pids[-1]), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while len(_worker_pids(orthanc)) == len(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_worker_pids(orthanc)) > len(pids), "worker not restarted"
+    root = f"2.25.{uuid.uuid4().int}"
+    part = copy_as_new_series(processed.folder, tmp_path / "part", 6, root)
+    uid = pydicom.dcmread(next(part.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
+    send(part, orthanc.dicom_port)
+    series_id = find_series(client, uid)
+    first = wait_for_job(client, series_id, timeout_s=120)
+    assert first["state"] == "rejected" and first["instance_count"] == 6
+    grown = copy_as_new_series(processed.folder, tmp_path / "grown", 16, root)
+    send(grown, orthanc.dicom_port)
+    job = wait_for_job(client, series_id, timeout_s=300, finished_after=first["finished_at"])
+    assert job["state"] == "done" and job["instance_count"] == 16, job
+    marker = json.loads(client.request("GET", f"/series/{series_id}/metadata/LungSegResult"))
+    assert marker == {"model_version": job["model_version"], "instances": 16,
+                      "lesions": len(job["result"]["lesions"])}
+    assert job["result"]["sr_series"]  # an SR even when no lesion is found
 
 
 def test_job_store_survives_a_restart(orthanc, processed):
