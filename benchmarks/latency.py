@@ -25,7 +25,7 @@ import pydicom
 
 from orthanc_plugin.local_server import REPO, OrthancServer
 from orthanc_plugin.orthanc_http import OrthancClient, OrthancHttpError
-from orthanc_plugin.results import find_series
+from orthanc_plugin.results import find_series, wait_for_job
 from pipeline.dimse import send_files
 
 FULL = sorted((REPO.parent / "shared" / "data" / "lidc-series").glob("LIDC-IDRI-0001/*/*/"))
@@ -83,7 +83,8 @@ def one_run(client: OrthancClient, dicom_port: int, files: list[Path],
         raise RuntimeError(f"{len(report.failures)} instance(s) not stored: "
                            f"{report.failures[0].message}")
     queryable = wait_queryable(client, str(header.StudyInstanceUID), timeout_s)
-    job = client.get_json(f"/lungseg/series/{find_series(client, str(header.SeriesInstanceUID))}")
+    series_id = find_series(client, str(header.SeriesInstanceUID))
+    job = wait_for_job(client, series_id, timeout_s, finished_after=start)  # timings recorded
     if job["state"] != "done":
         raise RuntimeError(f"job ended {job['state']}: {job['reason']}")
     t = job["timings"]
