@@ -1,0 +1,100 @@
+"""Segmenter selection and the model path of process_series with a small real ONNX model."""
+
+from __future__ import annotations
+
+import logging
+
+import highdicom as hd
+import numpy as np
+import pytest
+
+from engines.spec import ModelSpec, write_spec
+from pipeline.errors import ConfigError, SeriesRejected
+from pipeline.run import PipelineConfig, Segmenter, process_series
+
+
+def dense_tissue_model(path) -> None:
+    """Write an ONNX model: probability = sigmoid(40 * (centre channel - 0.5)), with sidecar.
+
+    With the HU window (-1000, 400) the centre channel is 0.5 at -300 HU, so the model marks
+    soft tissue; it stands in for a trained network to exercise the engine path.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["centre"]),
+        helper.make_node("Sub", ["centre", "half"], ["shifted"]),
+        helper.make_node("Mul", ["shifted", "gain"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["prob"]),
+    ]
+    inits = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("half", TensorProto.FLOAT, [], [0.5]),
+        helper.make_tensor("gain", TensorProto.FLOAT, [], [40.0]),
+    ]
+    graph = helper.make_graph(
+        nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["n", 1, "h", "w"])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    write_spec(ModelSpec(
+        name="dense-tissue test model", version="test-1", architecture="sigmoid of a channel",
+        slice_offsets_mm=(-2.5, 0.0, 2.5), pixel_spacing_mm=1.0, hu_window=(-1000.0, 400.0),
+        size_multiple=16, threshold=0.5, min_lesion_volume_mm3=30.0,
+    ), path)
+
+
+def test_auto_without_model_falls_back_to_the_threshold_baseline(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
+        seg = Segmenter.create(PipelineConfig(model_path=str(tmp_path / "none.onnx")))
+    assert seg.kind == "threshold" and seg.name == "lungseg threshold baseline"
+    assert "using the threshold baseline" in caplog.text
+
+
+def test_model_segmenter_runs_the_engine_over_the_demo(tmp_path, demo_series, demo_dir):
+    path = tmp_path / "model.onnx"
+    dense_tissue_model(path)
+    config = PipelineConfig(segmenter="model", model_path=str(path), threads=1, batch_size=4)
+    segmenter = Segmenter.create(config)
+    assert segmenter.kind == "model" and segmenter.name == "lungseg dense-tissue test model"
+    calls = []
+    infer = segmenter.engine.infer
+    segmenter.engine.infer = lambda batch: calls.append(batch.shape) or infer(batch)
+    try:
+        result = process_series(demo_series, segmenter, config)
+    finally:
+        segmenter.close()
+    assert calls and max(c[0] for c in calls) <= 4 and all(c[1] == 3 for c in calls)
+    k = [int(ds.InstanceNumber) for ds in demo_series.datasets].index(44)
+    assert result.mask[k, 365, 315] > 0
+    algo = result.seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algo.AlgorithmName == "lungseg dense-tissue test model"
+    assert algo.AlgorithmVersion == "test-1"
+    result.sr.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+    groups = hd.sr.srread(tmp_path / "sr.dcm").content.get_planar_roi_measurement_groups()
+    assert len(groups) == len(result.lesions) == int(result.mask.max())
+    assert all(les.volume_mm3 >= 30.0 for les in result.lesions)
+    # The lung gate keeps the body wall out even though the model marks all soft tissue.
+    assert not result.mask[:, 20, :].any()
+    assert np.all(np.isin(np.unique(result.mask), np.arange(len(result.lesions) + 1)))
+
+
+def test_config_validation_and_small_series(demo_series):
+    with pytest.raises(ConfigError, match="segmenter must be one of"):
+        PipelineConfig(segmenter="unet")
+    with pytest.raises(ConfigError, match="threads"):
+        PipelineConfig(threads=0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        PipelineConfig(batch_size=0)
+    config = PipelineConfig(segmenter="threshold", min_slices=40)
+    with pytest.raises(SeriesRejected, match="32 slices, fewer than 40"):
+        process_series(demo_series, Segmenter.create(config), config)
+    with pytest.raises(ValueError, match="kind"):
+        Segmenter("unet")
+    with pytest.raises(ValueError, match="engine is required"):
+        Segmenter("model")
