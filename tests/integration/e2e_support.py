@@ -39,7 +39,10 @@ def require_orthanc() -> None:
 
 
 def series_dir() -> Path:
-    """The full 133-slice LIDC-IDRI-0001 series when ../shared/data has it, else the demo."""
+    """The series to send: $LUNGSEG_TEST_SERIES if set, else the full 133-slice LIDC-IDRI-0001
+    series when ../shared/data has it, else the demo subset."""
+    if os.environ.get("LUNGSEG_TEST_SERIES"):
+        return Path(os.environ["LUNGSEG_TEST_SERIES"])
     return FULL_SERIES[0] if FULL_SERIES else DEMO_SERIES
 
 
