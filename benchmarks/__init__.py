@@ -1,0 +1,1 @@
+"""Speed benchmarks for lungseg (CPU engines, MONAI reference, GPU check)."""
