@@ -21,8 +21,10 @@ from pipeline.errors import SeriesRejected
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
-_TILT_TOLERANCE = 1e-3
-"""Largest allowed sine between the slice normal and the slice-to-slice direction."""
+_TILT_TOLERANCE = 2e-3
+"""Largest allowed lateral offset of a slice per mm along the normal (about 0.11 degrees)."""
+_LATERAL_TOLERANCE_MM = 0.1
+"""Lateral offset always allowed (rounding of ImagePositionPatient)."""
 _SPACING_TOLERANCE = 0.05
 """Largest allowed relative deviation of one slice gap from the median gap."""
 
@@ -238,19 +240,17 @@ def _positions_along_normal(datasets: list[pydicom.Dataset]) -> np.ndarray:
     normal = np.cross(iop[:3], iop[3:])
     ipp = np.stack([_float_tuple(ds, "ImagePositionPatient") for ds in datasets])
     positions = ipp @ normal
-    if len(datasets) > 1:
-        order = np.argsort(positions)
-        steps = np.diff(ipp[order], axis=0)
-        lengths = np.linalg.norm(steps, axis=1)
-        moving = lengths > 1e-6
-        if moving.any():
-            sines = np.linalg.norm(np.cross(steps[moving], normal), axis=1) / lengths[moving]
-            if sines.max() > _TILT_TOLERANCE:
-                angle = float(np.degrees(np.arcsin(min(1.0, sines.max()))))
-                raise SeriesRejected(
-                    f"gantry tilt or sheared volume: slices step {angle:.2f} degrees off the "
-                    "slice normal"
-                )
+    first = int(np.argmin(positions))
+    along = positions - positions[first]
+    lateral = np.linalg.norm((ipp - ipp[first]) - along[:, None] * normal, axis=1)
+    allowed = _LATERAL_TOLERANCE_MM + _TILT_TOLERANCE * along
+    if np.any(lateral > allowed):
+        k = int(np.argmax(lateral - allowed))
+        angle = float(np.degrees(np.arctan2(lateral[k], along[k])))
+        raise SeriesRejected(
+            f"gantry tilt or sheared volume: slices are offset {angle:.2f} degrees from the "
+            "slice normal"
+        )
     return positions
 
 

@@ -89,6 +89,16 @@ def test_gantry_tilt_is_rejected(demo_dir):
         load_series(datasets)
 
 
+def test_rounding_jitter_in_positions_is_not_a_tilt(demo_dir):
+    datasets = _datasets(demo_dir)
+    rng = np.random.default_rng(3)
+    for ds in datasets:
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        dx, dy = rng.uniform(-0.02, 0.02, 2)
+        ds.ImagePositionPatient = [round(x + dx, 3), round(y + dy, 3), z]
+    assert load_series(datasets).hu.shape[0] == 32
+
+
 def test_missing_slice_is_rejected_as_inconsistent_spacing(demo_dir):
     datasets = _datasets(demo_dir)
     del datasets[10]
