@@ -22,3 +22,9 @@ test: lint
 
 stop:
 	deploy/stop-orthanc.sh
+
+# OHIF viewer next to Orthanc (same origin): `make viewer STUDY=<StudyInstanceUID>` prints the link.
+.PHONY: viewer
+viewer:
+	deploy/ohif/install-ohif.sh
+	deploy/start-viewer.sh $(STUDY)
