@@ -49,7 +49,7 @@ def series_dir() -> Path:
 def dicom_only(folder: Path, dst: Path) -> Path:
     """Link the ``*.dcm`` files of ``folder`` into ``dst`` (the LIDC folder also has the XML)."""
     for path in sorted(folder.glob("*.dcm")):
-        (dst / path.name).symlink_to(path)
+        (dst / path.name).symlink_to(path.resolve())
     return dst
 
 
