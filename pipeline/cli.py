@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--port", type=int, required=True)
     send.add_argument("--aet", default="LUNGSEG", help="calling AE title")
     send.add_argument("--called-aet", default="ORTHANC", help="called AE title")
+    send.add_argument("-v", "--verbose", action="store_true", help="print every instance")
     return parser
 
 
@@ -126,8 +127,11 @@ def _send(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"the folder {folder} holds no files")
     report = send_files(files, args.host, args.port, args.aet, args.called_aet)
-    for item in report.failures:
-        print(f"FAILED {item.path}: {item.message}", file=sys.stderr)
+    for item in report.instances:
+        if not item.ok:
+            print(f"FAILED {item.path}: {item.message}", file=sys.stderr)
+        elif args.verbose:
+            print(f"stored {item.path} (status 0x{item.status:04X})")
     print(f"sent {report.sent} of {len(report.instances)} instance(s) to "
           f"{args.called_aet}@{args.host}:{args.port}")
     return 0 if not report.failures else 1

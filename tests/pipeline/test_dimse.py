@@ -60,6 +60,17 @@ def test_send_files_stores_every_instance_with_nodelay(scp, demo_dir, monkeypatc
     assert nodelay and all(v != 0 for v in nodelay)
 
 
+def test_cli_send_reports_every_instance(scp, demo_dir, capsys):
+    port, received, _ = scp
+    args = ["send", str(demo_dir), "--host", "127.0.0.1", "--port", str(port),
+            "--called-aet", "TESTSCP", "--verbose"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("stored ") == 32 and "(status 0x0000)" in out
+    assert "sent 32 of 32 instance(s) to TESTSCP@127.0.0.1" in out
+    assert len(received) == 32
+
+
 def test_refused_and_unreadable_instances_are_listed(scp, demo_dir, tmp_path):
     port, received, refuse = scp
     import pydicom
