@@ -1,0 +1,108 @@
+"""Build the patch cache: every crop through the shared preprocessing, stored compactly.
+
+Images are stored as uint8 (the [0, 1] model input quantised to 1/255, i.e. 5.5 HU for a
+1400 HU window); training adds uniform de-quantisation noise. Lesion-free lung slices
+(``dicom-reference/lungmask-slices``) are added as negatives.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engines.spec import ModelSpec
+from pipeline.preprocess import bounding_box, lung_mask, prepare_slices, resample_inplane
+from trainer.config import REPO_ROOT, TrainConfig
+from trainer.data import list_crops, read_crop
+
+NEGATIVE_SLICES = REPO_ROOT.parent / "shared" / "data" / "dicom-reference" / "lungmask-slices"
+
+
+def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
+    """Return the sidecar spec implied by the config's input settings."""
+    return ModelSpec(
+        name="lungseg-unet",
+        version="1.0.0",
+        architecture=f"2.5D U-Net (base {cfg.base_width}, {cfg.levels} levels)",
+        slice_offsets_mm=tuple(cfg.slice_offsets_mm),
+        pixel_spacing_mm=cfg.pixel_spacing_mm,
+        hu_window=(cfg.hu_window[0], cfg.hu_window[1]),
+        size_multiple=cfg.size_multiple,
+        threshold=cfg.threshold,
+        min_lesion_volume_mm3=cfg.min_lesion_volume_mm3,
+        extra=extra or {},
+    )
+
+
+def _model_slices(hu, mask, spacing, z, spec, roi=None):
+    inp = prepare_slices(hu, spacing, z, spec, roi)
+    h, w = inp.resampled_yx
+    img = inp.batch[:, :, :h, :w]
+    m = mask[inp.roi].astype(np.float32)
+    lab = resample_inplane(m, spacing[1:], spec.pixel_spacing_mm, shape_yx=(h, w)) > 0.5
+    return np.round(img * 255.0).astype(np.uint8), lab.astype(np.uint8)
+
+
+def read_negative_slices(folder: Path = NEGATIVE_SLICES):
+    """Read the lesion-free lung slices; returns ``(hu, lung, spacing, z)`` or None if absent."""
+    files = sorted(folder.glob("*.dcm")) if folder.is_dir() else []
+    if len(files) < 2:
+        return None
+    import pydicom
+
+    dss = sorted((pydicom.dcmread(f) for f in files), key=lambda d: float(d.ImagePositionPatient[2]))
+    hu = np.stack([
+        d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept)
+        for d in dss
+    ])
+    z = np.array([float(d.ImagePositionPatient[2]) for d in dss])
+    dy, dx = (float(v) for v in dss[0].PixelSpacing)
+    spacing = (float(np.diff(z).mean()), dy, dx)
+    return hu, lung_mask(hu, spacing), spacing, z
+
+
+def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
+    """Preprocess every crop of ``cfg.vois_dir`` (plus negatives) into an ``.npz`` cache.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        From :func:`trainer.data.list_crops` for a missing or malformed folder.
+    """
+    spec = spec_from_config(cfg)
+    records = list_crops(cfg.vois_dir)
+    imgs, labs, meta = [], [], []
+    for rec in tqdm(records, desc="crops", mininterval=5):
+        hu, mask, spacing, z = read_crop(rec)
+        img, lab = _model_slices(hu, mask, spacing, z, spec)
+        imgs.append(img)
+        labs.append(lab)
+        meta.append({"name": rec.name, "patient": rec.patient, "texture": rec.texture,
+                     "diameter_mm": rec.diameter_mm, "negative": False})
+    neg = read_negative_slices()
+    if neg is not None:
+        hu, lung, spacing, z = neg
+        roi = bounding_box(lung, margin=(0, 0, 0))
+        img, lung_r = _model_slices(hu, lung, spacing, z, spec, roi)
+        imgs.append(img)
+        labs.append(lung_r)
+        meta.append({"name": "lungmask-slices", "patient": "lungmask", "texture": "none",
+                     "diameter_mm": 0.0, "negative": True})
+    return _save(imgs, labs, meta, cfg, Path(path or cfg.cache))
+
+
+def _save(imgs, labs, meta, cfg, path: Path) -> Path:
+    shapes = np.array([i.shape for i in imgs], dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        images=np.concatenate([i.ravel() for i in imgs]),
+        labels=np.concatenate([m.ravel() for m in labs]),
+        shapes=shapes,
+        meta=np.array(json.dumps(meta)),
+        config=np.array(json.dumps(cfg.to_dict())),
+    )
+    return path

@@ -1,0 +1,146 @@
+"""``trainer`` command line: cache, pretrain-vae, pretrain-contrastive, finetune, evaluate,
+export, study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipeline.errors import LungSegError
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON recipe (default: built-in defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override one config key (repeatable)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("cache", "preprocess the crop folder into the patch cache"),
+                       ("pretrain-vae", "VAE pretraining on unlabelled patches"),
+                       ("pretrain-contrastive", "SimCLR pretraining (init= a VAE to chain)"),
+                       ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
+        _add_config(sub.add_parser(name, help=text))
+    ev = sub.add_parser("evaluate", help="evaluate an exported model (or a baseline)")
+    ev.add_argument("--model", help="exported .onnx (default models/lungseg-unet.onnx)")
+    ev.add_argument("--baseline", choices=("threshold", "kmeans"),
+                    help="evaluate a baseline instead of the model")
+    ev.add_argument("--vois", help="crop folder (image/, nodule_mask/, nodules.csv)")
+    ev.add_argument("--patients", help="JSON list or comma list restricting the crops")
+    ev.add_argument("--series", help="DICOM series folder")
+    ev.add_argument("--mask", help="reference mask (NIfTI) on the series grid")
+    ev.add_argument("--threads", type=int, default=2)
+    ev.add_argument("--json", required=True, help="output JSON")
+    ex = sub.add_parser("export", help="export a fine-tuned checkpoint to ONNX + .pt2 + sidecar")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--out", default="models/lungseg-unet.onnx")
+    ex.add_argument("--metrics", help="JSON file merged into the sidecar's extra")
+    ex.add_argument("--no-pt2", action="store_true")
+    st = sub.add_parser("study", help="label-efficiency study -> docs/results.md")
+    _add_config(st)
+    st.add_argument("--stage", choices=("train", "report", "all"), default="all")
+    st.add_argument("--root", default="runs/study")
+    st.add_argument("--fractions", default="0.05,0.1,0.25,1.0")
+    st.add_argument("--pretrain-steps", type=int, default=1500)
+    st.add_argument("--finetune-steps", type=int, default=3000)
+    st.add_argument("--jobs", type=int, default=1, help="parallel training processes")
+    st.add_argument("--deadline-s", type=float, default=3600.0,
+                    help="start no new job after this many seconds")
+    st.add_argument("--results", default="docs/results.md")
+    return parser
+
+
+def _config(args):
+    from trainer.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _patients(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    path = Path(text)
+    if path.is_file():
+        return list(json.loads(path.read_text()))
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _evaluate(args) -> dict:
+    from trainer import evaluate as ev
+
+    if bool(args.vois) == bool(args.series):
+        raise ValueError("evaluate needs exactly one of --vois or --series (with --mask)")
+    if args.series:
+        if not args.mask:
+            raise ValueError("--series needs --mask")
+        kind = args.baseline or "model"
+        return ev.evaluate_series(args.series, args.mask, kind, args.model, args.threads)
+    records = ev.select_records(args.vois, _patients(args.patients))
+    if args.baseline:
+        return ev.evaluate_crops(ev.crop_baseline_segmenter(args.baseline), records, True)
+    from engines import create_engine
+
+    with create_engine("onnx", args.model, threads=args.threads) as engine:
+        return ev.evaluate_crops(ev.crop_model_segmenter(engine), records, True)
+
+
+def _study(args) -> None:
+    from trainer import study
+
+    cfg = _config(args)
+    root = Path(args.root)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    if args.stage in ("train", "all"):
+        study.train_stage(args.config, args.overrides, root, fractions, args.pretrain_steps,
+                          args.finetune_steps, args.jobs, args.deadline_s)
+    if args.stage in ("report", "all"):
+        from trainer.report import write_report
+
+        write_report(cfg, root, fractions, Path(args.results))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from trainer import train
+
+    commands = {"pretrain-vae": train.pretrain_vae, "finetune": train.finetune,
+                "pretrain-contrastive": train.pretrain_contrastive}
+    if args.command == "cache":
+        from trainer.cache import build_cache
+
+        print(build_cache(_config(args)))
+    elif args.command in commands:
+        print(commands[args.command](_config(args)))
+    elif args.command == "evaluate":
+        result = _evaluate(args)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}))
+    elif args.command == "export":
+        from trainer.export import export_checkpoint
+
+        extra = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+        spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2)
+        print(f"exported {args.out} (max |onnx - torch| = {parity:.2e})")
+    else:
+        _study(args)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: clear one-line errors for bad input instead of tracebacks."""
+    try:
+        return run(argv)
+    except (LungSegError, ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"trainer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Training configuration: one frozen dataclass, read from YAML/JSON plus ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of pretraining, fine-tuning and export (flat, so overrides stay simple).
+
+    Attributes
+    ----------
+    seed : int
+        Seed of numpy and torch (data order, initialisation, augmentation).
+    vois_dir : str
+        Crop folder (``image/``, ``nodule_mask/``, ``nodules.csv``).
+    cache : str
+        Preprocessed patch cache (``.npz``) built from ``vois_dir``.
+    out_dir : str
+        Run folder: checkpoints, metrics, curves.
+    slice_offsets_mm, pixel_spacing_mm, hu_window, size_multiple
+        Model input contract, copied into the sidecar.
+    patch_size : int
+        Training patch height and width (pixels at ``pixel_spacing_mm``).
+    base_width, levels, max_width : int
+        U-Net width at full resolution, number of downsamplings, channel cap.
+    latent_channels, beta : int, float
+        VAE latent channels and KL weight.
+    proj_dim, temperature : int, float
+        Contrastive projection size and NT-Xent temperature.
+    batch_size, lr, weight_decay, warmup_steps, steps : int or float
+        Optimisation; ``steps`` counts optimizer steps of the current command.
+    label_fraction : float
+        Fraction of training patients whose labels fine-tuning uses.
+    init : str
+        Pretraining checkpoint whose encoder initialises the U-Net ("" = from scratch).
+    negative_fraction : float
+        Share of fine-tuning patches taken from lesion-free lung.
+    test_fraction, val_fraction : float
+        Patient shares of the held-out test split and of the validation split.
+    bce_weight : float
+        Weight of BCE next to soft Dice.
+    vae_augment_prob, vae_checkpoint
+        Probability of replacing a fine-tuning image by a VAE re-synthesis, and the VAE used.
+    eval_every : int
+        Steps between validation passes.
+    device : str
+        ``cpu`` or ``cuda``.
+    num_threads : int
+        torch CPU threads.
+    threshold, min_lesion_volume_mm3 : float
+        Post-processing written to the sidecar.
+    """
+
+    seed: int = 0
+    vois_dir: str = str(DEFAULT_VOIS)
+    cache: str = "runs/cache/patches.npz"
+    out_dir: str = "runs/default"
+    slice_offsets_mm: list = field(default_factory=lambda: [-2.0, 0.0, 2.0])
+    pixel_spacing_mm: float = 0.78
+    hu_window: list = field(default_factory=lambda: [-1000.0, 400.0])
+    size_multiple: int = 16
+    patch_size: int = 64
+    base_width: int = 16
+    levels: int = 4
+    max_width: int = 128
+    latent_channels: int = 32
+    beta: float = 0.01
+    proj_dim: int = 64
+    temperature: float = 0.2
+    batch_size: int = 32
+    lr: float = 0.002
+    weight_decay: float = 0.0001
+    warmup_steps: int = 50
+    steps: int = 1000
+    label_fraction: float = 1.0
+    init: str = ""
+    negative_fraction: float = 0.25
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    bce_weight: float = 1.0
+    vae_augment_prob: float = 0.0
+    vae_checkpoint: str = ""
+    eval_every: int = 200
+    device: str = "cpu"
+    num_threads: int = 2
+    threshold: float = 0.5
+    min_lesion_volume_mm3: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("label_fraction", "negative_fraction", "vae_augment_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 < self.test_fraction + self.val_fraction < 1.0:
+            raise ConfigError("test_fraction + val_fraction must be in (0, 1)")
+        for name in ("patch_size", "batch_size", "steps", "base_width", "levels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.patch_size % (2**self.levels):
+            raise ConfigError(
+                f"patch_size must be a multiple of 2**levels={2**self.levels}, got {self.patch_size}"
+            )
+        if self.size_multiple % (2**self.levels):
+            raise ConfigError(f"size_multiple must be a multiple of {2**self.levels}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the configuration as plain JSON-able data."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, expected: Any, value: Any) -> Any:
+    if isinstance(expected, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(expected, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(expected, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif isinstance(expected, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(expected, list):
+        if isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return [float(v) for v in value]
+    raise ConfigError(
+        f"config key {name!r} must be {type(expected).__name__}, got {value!r} "
+        f"({type(value).__name__})"
+    )
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    if not text.strip():
+        return ""
+    return yaml.safe_load(text)
+
+
+def build_config(values: dict[str, Any]) -> TrainConfig:
+    """Build a config from a mapping, rejecting unknown keys and wrong types.
+
+    Raises
+    ------
+    ConfigError
+        If a key is unknown or a value has the wrong type or range.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"config must be a mapping, got {type(values).__name__}")
+    defaults = TrainConfig()
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config keys: {unknown}; known keys: {sorted(known)}")
+    typed = {k: _coerce(k, getattr(defaults, k), v) for k, v in values.items()}
+    return TrainConfig(**typed)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML or JSON config file and apply ``key=value`` overrides.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Config file (``.yaml``, ``.yml`` or ``.json``); None starts from the defaults.
+    overrides : list of str, optional
+        ``key=value`` strings; values are parsed as YAML scalars/lists.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or malformed, an override has no ``=``, or a key/type is wrong.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = path.read_text()
+        if path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            values = _parse_value(text) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {path} must hold a mapping")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override must be key=value, got {item!r}")
+        values[key.strip()] = _parse_value(raw)
+    return build_config(values)

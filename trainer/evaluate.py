@@ -1,0 +1,209 @@
+"""Evaluate segmenters on crop folders and on whole series.
+
+The learned model is evaluated as exported (through :mod:`engines`), so the figures are
+those users get; the paper's baselines (thresholding, k-means from
+:mod:`pipeline.baseline`) run through the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data import CropRecord, list_crops, read_crop
+from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
+
+Segmenter = Callable[[np.ndarray, tuple, np.ndarray], np.ndarray]
+"""Maps ``(hu (z, y, x), spacing (z, y, x) mm, z_positions)`` to a boolean lesion mask."""
+
+SIZE_BINS = ((0.0, 6.0, "<6mm"), (6.0, 10.0, "6-10mm"), (10.0, 20.0, "10-20mm"),
+             (20.0, 1e9, ">=20mm"))
+
+
+def model_probabilities(engine, hu, spacing, z, batch_size: int = 16) -> np.ndarray:
+    """Run the engine over every slice of ``hu`` (no lung gating): ``(z, y, x)`` probabilities."""
+    from pipeline.inference import predict_batched
+    from pipeline.preprocess import prepare_slices, restore_probabilities
+
+    inp = prepare_slices(hu, spacing, z, engine.spec)
+    prob = predict_batched(inp.batch, engine.infer, batch_size)
+    return restore_probabilities(prob, inp, hu.shape)
+
+
+def crop_model_segmenter(engine) -> Segmenter:
+    """Crop-level segmenter: model probability above the sidecar threshold."""
+    def segment(hu, spacing, z):
+        return model_probabilities(engine, hu, spacing, z) > engine.spec.threshold
+    return segment
+
+
+def crop_baseline_segmenter(kind: str) -> Segmenter:
+    """Crop-level baseline (``threshold`` or ``kmeans``); the whole crop is the search region.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown.
+    """
+    from pipeline import baseline
+
+    funcs = {"threshold": baseline.threshold_segment, "kmeans": baseline.kmeans_segment}
+    if kind not in funcs:
+        raise ValueError(f"kind must be one of {sorted(funcs)}, got {kind!r}")
+
+    def segment(hu, spacing, z):
+        return funcs[kind](hu, spacing, lungs=np.ones(hu.shape, dtype=bool))
+    return segment
+
+
+def _summary(rows: list[dict]) -> dict:
+    out = {"n": len(rows)}
+    for key in ("dice", "iou", "precision", "recall", "f1"):
+        vals = [r[key] for r in rows]
+        out[f"{key}_mean" if key in ("dice", "iou") else key] = float(np.mean(vals)) if vals else None
+    if rows:
+        out["dice_median"] = float(np.median([r["dice"] for r in rows]))
+    return out
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Pooled means plus breakdowns by texture and by size (``diameter_mm``)."""
+    result = _summary(rows)
+    textures = sorted({r["texture"] for r in rows})
+    result["by_texture"] = {t: _summary([r for r in rows if r["texture"] == t]) for t in textures}
+    result["by_size"] = {
+        name: _summary([r for r in rows if lo <= r["diameter_mm"] < hi])
+        for lo, hi, name in SIZE_BINS
+    }
+    return result
+
+
+def evaluate_crops(
+    segmenter: Segmenter, records: list[CropRecord], progress: bool = False
+) -> dict:
+    """Per-nodule 3D overlap of ``segmenter`` on crops, with summaries.
+
+    Returns
+    -------
+    dict
+        ``n, dice_mean, iou_mean, precision, recall, f1, dice_median, by_texture, by_size,
+        per_nodule``.
+
+    Raises
+    ------
+    ValueError
+        If ``records`` is empty.
+    """
+    if not records:
+        raise ValueError("records must not be empty")
+    rows = []
+    iterator = records
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(records, desc="crops", mininterval=10)
+    for rec in iterator:
+        hu, mask, spacing, z = read_crop(rec)
+        metrics = overlap_metrics(segmenter(hu, spacing, z), mask)
+        rows.append({"name": rec.name, "texture": rec.texture,
+                     "diameter_mm": rec.diameter_mm, **metrics})
+    return {**summarise(rows), "per_nodule": rows}
+
+
+def select_records(vois_dir: str | Path, patients: list[str] | None = None) -> list[CropRecord]:
+    """Crops of ``vois_dir``, restricted to ``patients`` when given.
+
+    Raises
+    ------
+    ValueError
+        If no crop is left.
+    """
+    records = list_crops(vois_dir)
+    if patients is not None:
+        keep = set(patients)
+        records = [r for r in records if r.patient in keep]
+    if not records:
+        raise ValueError(f"no crops of the selected patients in {vois_dir}")
+    return records
+
+
+def read_reference_mask(mask_path: str | Path, z_positions: np.ndarray, shape: tuple) -> np.ndarray:
+    """Read a NIfTI reference mask and order its slices like the series (by physical z).
+
+    Raises
+    ------
+    ValueError
+        If the in-plane size or slice count does not match the series.
+    """
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(mask_path))
+    arr = sitk.GetArrayFromImage(img) > 0
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask {mask_path} shape {arr.shape} != series shape {tuple(shape)}")
+    zs = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])])
+    order = np.argsort(zs)
+    if np.abs(np.sort(zs) - np.asarray(z_positions)).max() > 0.5 and np.abs(
+        np.sort(-zs) - np.asarray(z_positions)
+    ).max() > 0.5:
+        raise ValueError(f"mask {mask_path} slice positions do not match the series")
+    return arr[order]
+
+
+def evaluate_series(
+    series_dir: str | Path, mask_path: str | Path, segmenter_kind: str = "model",
+    model_path: str | Path | None = None, threads: int = 2,
+) -> dict:
+    """Whole-series evaluation: voxel and lesion-level figures after post-processing.
+
+    The model runs through :func:`pipeline.inference.segment_with_engine` (lung crop and
+    gate), then :func:`pipeline.postprocess.label_lesions` drops components below the
+    sidecar's ``min_lesion_volume_mm3``: the product's own path.
+
+    Raises
+    ------
+    ValueError
+        If ``segmenter_kind`` is unknown or the mask does not fit the series.
+    """
+    from pipeline.lungs import fast_lung_mask
+    from pipeline.postprocess import label_lesions
+    from pipeline.series import load_series_dir
+
+    series = load_series_dir(series_dir)
+    hu = series.hu.astype(np.float32)
+    ref = read_reference_mask(mask_path, series.z_positions_mm, hu.shape)
+    lungs = fast_lung_mask(hu, series.spacing)
+    prob, pred, min_volume = _series_prediction(
+        segmenter_kind, hu, series, lungs, model_path, threads)
+    post = label_lesions(pred, series.spacing, min_volume) > 0
+    out = {"segmenter": segmenter_kind, "n_slices": int(hu.shape[0])}
+    out.update(voxel_metrics(prob, post, ref))
+    out.update(lesion_detection(post, ref))
+    out["false_positives_per_scan"] = out["false_positives"]
+    return out
+
+
+def _series_prediction(kind, hu, series, lungs, model_path, threads):
+    from pipeline import baseline
+    from pipeline.inference import segment_with_engine
+    from pipeline.preprocess import bounding_box
+
+    if kind in ("threshold", "kmeans"):
+        func = baseline.threshold_segment if kind == "threshold" else baseline.kmeans_segment
+        pred = func(hu, series.spacing, lungs=lungs)
+        return pred.astype(np.float32), pred, baseline.BaselineParams().min_volume_mm3
+    if kind != "model":
+        raise ValueError(f"segmenter_kind must be model, threshold or kmeans, got {kind!r}")
+    from engines import create_engine
+
+    with create_engine("onnx", model_path, threads=threads) as engine:
+        pred = segment_with_engine(hu, series.spacing, series.z_positions_mm, engine,
+                                   lungs=lungs)
+        box = bounding_box(lungs, (0, 8, 8))
+        prob = np.zeros(hu.shape, np.float32)
+        prob[:, box[1], box[2]] = model_probabilities(
+            engine, np.ascontiguousarray(hu[:, box[1], box[2]]), series.spacing,
+            series.z_positions_mm)
+    return prob, pred, engine.spec.min_lesion_volume_mm3

@@ -1,0 +1,155 @@
+"""Export a fine-tuned U-Net: ONNX (opset 17, dynamic batch/height/width), a ``.pt2``
+ExportedProgram for the torch engine, and the sidecar JSON, with a parity check.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.spec import ModelSpec, write_spec
+from trainer.cache import spec_from_config
+from trainer.checkpoint import model_from_checkpoint
+from trainer.models import ProbabilityModel
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+class ParityError(RuntimeError):
+    """Raised when the ONNX model disagrees with PyTorch beyond the tolerance."""
+
+
+def _dynamic_shapes(multiple: int) -> dict:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    h = torch.export.Dim("h", min=1, max=256)
+    w = torch.export.Dim("w", min=1, max=256)
+    return {"x": {0: batch, 2: multiple * h, 3: multiple * w}}
+
+
+def export_onnx(model: torch.nn.Module, path: Path, channels: int, multiple: int) -> Path:
+    """Write ``model`` (probability output) as a single-file ONNX model."""
+    import onnx
+
+    example = (torch.rand(2, channels, 4 * multiple, 3 * multiple),)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model, example, str(tmp_path), opset_version=OPSET, dynamo=True,
+            dynamic_shapes=_dynamic_shapes(multiple), input_names=["input"],
+            output_names=["probabilities"],
+        )
+        proto = onnx.load(str(tmp_path))
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    return path
+
+
+def export_pt2(model: torch.nn.Module, path: Path, channels: int, multiple: int) -> Path:
+    """Write a ``torch.export`` ExportedProgram with dynamic batch, height and width."""
+    example = (torch.rand(2, channels, 4 * multiple, 3 * multiple),)
+    program = torch.export.export(model, example, dynamic_shapes=_dynamic_shapes(multiple))
+    torch.export.save(program, str(path))
+    return path
+
+
+def parity_check(model: torch.nn.Module, onnx_path: Path, channels: int, multiple: int) -> float:
+    """Return the largest |ONNX - PyTorch| probability difference over a few input sizes.
+
+    Raises
+    ------
+    ParityError
+        If the difference exceeds :data:`PARITY_TOLERANCE`.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for n, h, w in ((1, 2, 3), (3, 4, 4), (2, 16, 13)):
+        x = rng.random((n, channels, h * multiple, w * multiple), dtype=np.float32)
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        worst = max(worst, float(np.abs(got - ref).max()))
+    if worst > PARITY_TOLERANCE:
+        raise ParityError(f"ONNX/PyTorch max difference {worst:.3g} > {PARITY_TOLERANCE}")
+    return worst
+
+
+def count_flops_256(model: torch.nn.Module, channels: int) -> float:
+    """Multiply-accumulate count (GMAC) of one 256x256 slice through convolutions."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        total += out.numel() * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, channels, 256, 256))
+    for h in handles:
+        h.remove()
+    return total / 1e9
+
+
+def export_checkpoint(
+    checkpoint: str | Path, out_path: str | Path, extra: dict | None = None,
+    with_pt2: bool = True,
+) -> tuple[ModelSpec, float]:
+    """Export a U-Net checkpoint to ``out_path`` (``.onnx``) plus ``.pt2`` and ``.json``.
+
+    Parameters
+    ----------
+    checkpoint : str or Path
+        A ``finetune`` checkpoint.
+    out_path : str or Path
+        Target ``.onnx`` path; the sidecar and ``.pt2`` share its stem.
+    extra : dict, optional
+        Provenance and metrics merged into the sidecar's ``extra``.
+    with_pt2 : bool
+        Also write the ``.pt2`` ExportedProgram.
+
+    Returns
+    -------
+    spec : ModelSpec
+        The sidecar written.
+    parity : float
+        Largest ONNX/PyTorch difference.
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint is not a U-Net or ``out_path`` does not end in ``.onnx``.
+    ParityError
+        If ONNX and PyTorch disagree.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix != ".onnx":
+        raise ValueError(f"out_path must end in .onnx, got {out_path}")
+    net, cfg, data = model_from_checkpoint(checkpoint)
+    if data["class_name"] != "UNet":
+        raise ValueError(f"checkpoint must hold a UNet, got {data['class_name']}")
+    model = ProbabilityModel(net).eval()
+    channels, multiple = len(cfg.slice_offsets_mm), cfg.size_multiple
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, out_path, channels, multiple)
+    parity = parity_check(model, out_path, channels, multiple)
+    if with_pt2:
+        export_pt2(model, out_path.with_suffix(".pt2"), channels, multiple)
+    info = {
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "gmac_per_256x256_slice": round(count_flops_256(net, channels), 3),
+        "onnx_opset": OPSET, "onnx_torch_max_abs_diff": parity,
+        "normalisation": "HU clipped to hu_window, mapped linearly to [0, 1]",
+        "output": "sigmoid probabilities (n, 1, h, w)",
+        "training": {**data.get("extra", {}), "config": cfg.to_dict(), "steps": data["step"]},
+    }
+    spec = spec_from_config(cfg, {**info, **(extra or {})})
+    write_spec(spec, out_path)
+    return spec, parity

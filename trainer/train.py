@@ -1,0 +1,235 @@
+"""Explicit training loops: VAE and contrastive pretraining, U-Net fine-tuning.
+
+Each command trains ``cfg.steps`` optimizer steps, logs metrics every ``cfg.eval_every``
+steps (one "epoch"), keeps ``last.pt`` for resuming, and ends with ``final.pt``, a
+``metrics.jsonl`` log and PNG curves (plus sample overlays for fine-tuning).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trainer.augment import augment
+from trainer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from trainer.config import TrainConfig
+from trainer.data import label_subset, patient_split
+from trainer.losses import dice_bce_loss, nt_xent, vae_loss
+from trainer.models import build_model
+from trainer.patches import PatchCache, PatchSampler
+from trainer.plots import plot_curves, plot_overlays
+from trainer.schedule import learning_rate
+from trainer.transfer import transfer_encoder
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a torch generator for augmentation."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Setup:
+    """Shared state of a run: device, cache, patient split, samplers."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        torch.set_num_threads(cfg.num_threads)
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device=cuda requested but CUDA is not available")
+        self.device = torch.device(cfg.device)
+        self.gen = seed_everything(cfg.seed)
+        self.cache = PatchCache(cfg.cache)
+        crops = self.cache.entries()
+        patients = sorted({self.cache.meta[i]["patient"] for i in crops})
+        self.split = patient_split(patients, cfg.test_fraction, cfg.val_fraction, seed=0)
+        self.labelled = label_subset(self.split["train"], cfg.label_fraction, seed=0)
+        self.train = PatchSampler(self.cache, self.cache.entries(self.labelled), cfg.patch_size,
+                                  cfg.seed)
+        self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
+                                       cfg.patch_size, cfg.seed + 1)
+        val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123)
+        self.val_x, self.val_y = val.sample(256, negative_fraction=cfg.negative_fraction)
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        """Move a numpy batch to the run's device."""
+        return torch.from_numpy(array).to(self.device)
+
+    def split_info(self) -> dict:
+        """Split and label subset, for checkpoints and the sidecar."""
+        return {"split": self.split, "labelled_patients": self.labelled,
+                "label_fraction": self.cfg.label_fraction}
+
+
+def train_loop(
+    setup: Setup, model: torch.nn.Module, step_fn: Callable[[], torch.Tensor],
+    eval_fn: Callable[[], dict], run_dir: Path,
+) -> tuple[list[dict], float]:
+    """Run the optimisation with resume, per-epoch metrics and checkpoints.
+
+    Returns
+    -------
+    history : list of dict
+        One entry per epoch.
+    seconds : float
+        Wall time of the steps run by this call.
+    """
+    cfg = setup.cfg
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, history = 0, []
+    if (run_dir / "last.pt").is_file():
+        state = load_checkpoint(run_dir / "last.pt")
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        start, history = state["step"], state["history"]
+    t0, losses = time.perf_counter(), []
+    bar = tqdm(range(start, cfg.steps), desc=run_dir.name, mininterval=10)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, cfg.steps, cfg.lr, cfg.warmup_steps)
+        model.train()
+        loss = step_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            model.eval()
+            with torch.no_grad():
+                entry = {"step": step + 1, "epoch": len(history) + 1,
+                         "train_loss": float(np.mean(losses)), **eval_fn()}
+            history.append(entry)
+            losses = []
+            bar.set_postfix({k: round(v, 4) for k, v in entry.items() if isinstance(v, float)})
+            with (run_dir / "metrics.jsonl").open("a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            save_checkpoint(run_dir / "last.pt", model, opt, cfg, step + 1, len(history),
+                            history, setup.split_info())
+    return history, time.perf_counter() - t0
+
+
+def _finish(setup, model, history, seconds, run_dir) -> Path:
+    info = {**setup.split_info(), "train_seconds": seconds}
+    path = save_checkpoint(run_dir / "final.pt", model, None, setup.cfg, setup.cfg.steps,
+                           len(history), history, info)
+    if history:
+        plot_curves(history, run_dir / "curves.png")
+    return path
+
+
+def _run_dir(cfg: TrainConfig) -> Path:
+    path = Path(cfg.out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    return path
+
+
+def pretrain_vae(cfg: TrainConfig) -> Path:
+    """Train the VAE on unlabelled patches; return the final checkpoint path."""
+    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    model = build_model("VAE", cfg).to(setup.device)
+
+    def step() -> torch.Tensor:
+        x, _ = setup.unlabelled.sample(cfg.batch_size, cfg.negative_fraction)
+        x, _ = augment(setup.tensor(x), generator=setup.gen)
+        recon, mu, logvar = model(x)
+        return vae_loss(recon, x, mu, logvar, cfg.beta)[0]
+
+    def evaluate() -> dict:
+        x = setup.tensor(setup.val_x)
+        mu, logvar = model.encode(x)
+        total, rec, kl = vae_loss(model.decode(mu), x, mu, logvar, cfg.beta)
+        return {"val_loss": float(total), "val_recon": float(rec), "val_kl": float(kl)}
+
+    history, seconds = train_loop(setup, model, step, evaluate, run_dir)
+    return _finish(setup, model, history, seconds, run_dir)
+
+
+def pretrain_contrastive(cfg: TrainConfig) -> Path:
+    """Train encoder + projection head with NT-Xent (optionally from ``cfg.init``)."""
+    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    model = build_model("ContrastiveModel", cfg)
+    if cfg.init:
+        transfer_encoder(model, load_checkpoint(cfg.init)["state_dict"])
+    model.to(setup.device)
+
+    def views(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        t = setup.tensor(x)
+        return augment(t, generator=setup.gen)[0], augment(t, generator=setup.gen)[0]
+
+    def step() -> torch.Tensor:
+        entries = setup.unlabelled.sample_distinct_patients(cfg.batch_size)
+        x, _ = setup.unlabelled.sample(len(entries), 0.0, entries=list(entries))
+        v1, v2 = views(x)
+        return nt_xent(model(v1), model(v2), cfg.temperature)
+
+    def evaluate() -> dict:
+        v1, v2 = views(setup.val_x[:128])
+        z1, z2 = model(v1), model(v2)
+        sim = torch.nn.functional.normalize(z1, dim=1) @ torch.nn.functional.normalize(z2, dim=1).t()
+        acc = (sim.argmax(1) == torch.arange(len(z1), device=sim.device)).float().mean()
+        return {"val_loss": float(nt_xent(z1, z2, cfg.temperature)), "val_top1": float(acc)}
+
+    history, seconds = train_loop(setup, model, step, evaluate, run_dir)
+    return _finish(setup, model, history, seconds, run_dir)
+
+
+def _vae_resynthesis(cfg: TrainConfig, device: torch.device) -> Callable | None:
+    if cfg.vae_augment_prob <= 0:
+        return None
+    if not cfg.vae_checkpoint:
+        raise ValueError("vae_augment_prob > 0 needs vae_checkpoint")
+    vae = model_from_checkpoint(cfg.vae_checkpoint)[0].to(device)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            recon = vae(x)[0]
+        pick = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < cfg.vae_augment_prob
+        return torch.where(pick, recon, x)
+
+    return apply
+
+
+def _dice(prob: torch.Tensor, target: torch.Tensor) -> float:
+    pred = (prob > 0.5).float()
+    denom = float(pred.sum() + target.sum())
+    return 1.0 if denom == 0 else float(2 * (pred * target).sum()) / denom
+
+
+def finetune(cfg: TrainConfig) -> Path:
+    """Train the U-Net with Dice + BCE on the labelled patients of ``cfg.label_fraction``."""
+    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    model = build_model("UNet", cfg)
+    if cfg.init:
+        transfer_encoder(model, load_checkpoint(cfg.init)["state_dict"])
+    model.to(setup.device)
+    resynth = _vae_resynthesis(cfg, setup.device)
+
+    def step() -> torch.Tensor:
+        x, y = setup.train.sample(cfg.batch_size, cfg.negative_fraction)
+        x, y = augment(setup.tensor(x), setup.tensor(y), generator=setup.gen)
+        if resynth is not None:
+            x = resynth(x)
+        return dice_bce_loss(model(x), y, cfg.bce_weight)
+
+    def evaluate() -> dict:
+        x, y = setup.tensor(setup.val_x), setup.tensor(setup.val_y)
+        logits = model(x)
+        return {"val_loss": float(dice_bce_loss(logits, y, cfg.bce_weight)),
+                "val_dice": _dice(torch.sigmoid(logits), y)}
+
+    history, seconds = train_loop(setup, model, step, evaluate, run_dir)
+    model.eval()
+    with torch.no_grad():
+        prob = torch.sigmoid(model(setup.tensor(setup.val_x[:8]))).cpu().numpy()
+    plot_overlays(setup.val_x[:8], setup.val_y[:8], (prob > 0.5).astype(np.float32),
+                  run_dir / "overlays.png")
+    return _finish(setup, model, history, seconds, run_dir)
