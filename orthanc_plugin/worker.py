@@ -19,6 +19,7 @@ from orthanc_plugin.config import PluginConfig, from_section
 from orthanc_plugin.jobrunner import Outcome, run_job
 from orthanc_plugin.jobstore import Job, JobStore
 from orthanc_plugin.orthanc_http import OrthancClient
+from pipeline.errors import ConfigError
 
 LOG = logging.getLogger("lungseg.worker")
 
@@ -88,7 +89,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         cfg = from_section(json.loads(sys.stdin.read()))
-    except (ValueError, Exception) as exc:
+    except (ValueError, ConfigError) as exc:
         LOG.error("bad configuration on stdin: %s", exc)
         return 2
     serve(cfg)

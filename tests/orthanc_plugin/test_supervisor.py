@@ -77,3 +77,10 @@ def test_worker_environment_puts_checkout_first():
     env = worker_environment({"PYTHONPATH": "/x"})
     assert env["PYTHONPATH"].split(":") == [str(REPO_ROOT), "/x"]
     assert env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_worker_refuses_a_bad_configuration():
+    proc = subprocess.run([sys.executable, "-m", "orthanc_plugin.worker"], input='{"Url": 1}',
+                          capture_output=True, text=True, timeout=60,
+                          env=worker_environment())
+    assert proc.returncode == 2 and "LungSeg.WorkerPython" in proc.stderr
