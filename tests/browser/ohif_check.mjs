@@ -3,11 +3,12 @@
 //
 // Usage: node ohif_check.mjs SPEC.json
 // SPEC: {baseUrl, username, password, studyUID, segSeriesUID?, srSeriesUID?,
-//        probes: [{name, world: [x, y, z]}], outDir, timeoutMs?}
+//        probes: [{name, world: [x, y, z]}], srProbes?: [...], outDir, chromium?, timeoutMs?}
 // Writes outDir/ct.png, outDir/seg.png, outDir/sr.png (for the series given) and
 // prints one JSON object: per page the viewport, the canvas box in page pixels and
 // the page position of every probe (patient coordinates, mm, mapped by cornerstone
-// on the slice that contains them), plus segment colours and SR measurements.
+// on the slice nearest the first probe), plus the segments with their displayed
+// colours (SEG page) and the SR's measurement groups and drawn text (SR page).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -97,6 +98,7 @@ function srState() {
 
 async function openViewer(context, query, ready) {
   const page = await context.newPage();
+  page.lungsegOpenedAt = Date.now();
   page.on('pageerror', e => log.push(`pageerror: ${e.message}`));
   page.on('response', r => { if (r.status() >= 400) log.push(`http ${r.status()} ${r.url().split('?')[0]}`); });
   await page.goto(`${spec.baseUrl}/viewer?${query}`);
@@ -120,6 +122,7 @@ function currentIndex() {
 
 async function snap(page, name, probes) {
   // OHIF may still apply its own initial slice after a first jump: repeat until it holds.
+  const opened = page.lungsegOpenedAt;
   let view;
   for (let attempt = 0; attempt < 10; attempt++) {
     view = await page.evaluate(showProbes, probes);
@@ -133,12 +136,13 @@ async function snap(page, name, probes) {
   view.finalImageIndex = await page.evaluate(currentIndex);
   const file = path.join(spec.outDir, `${name}.png`);
   await page.screenshot({ path: file });
-  return { ...view, screenshot: file };
+  return { ...view, screenshot: file, pageMs: Date.now() - opened };
 }
 
 const started = Date.now();
 const browser = await chromium.launch({ executablePath: spec.chromium ?? '/usr/bin/chromium', headless: true });
 const result = { pages: {} };
+let page;
 try {
   const context = await browser.newContext({
     viewport: { width: 1280, height: 900 },
@@ -147,7 +151,7 @@ try {
   });
   await context.addInitScript({ content: `window.lungsegCurrentIndex = ${currentIndex.toString()};` });
   const study = `StudyInstanceUIDs=${spec.studyUID}`;
-  let page = await openViewer(context, study);
+  page = await openViewer(context, study);
   result.pages.ct = await snap(page, 'ct', spec.probes);
   await page.close();
   if (spec.segSeriesUID) {
@@ -172,6 +176,10 @@ try {
   }
 } catch (err) {
   result.error = String(err && err.stack || err);
+  if (page && !page.isClosed()) {
+    const file = path.join(spec.outDir, 'error.png');
+    await page.screenshot({ path: file }).then(() => { result.errorScreenshot = file; }, () => {});
+  }
 } finally {
   await browser.close();
 }

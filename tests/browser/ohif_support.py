@@ -66,7 +66,8 @@ def run_ohif_check(spec: dict, out_dir: Path) -> dict:
     assert lines, f"ohif_check.mjs printed nothing (rc {proc.returncode}):\n{proc.stderr}"
     result = json.loads(lines[-1])
     assert proc.returncode == 0 and not result.get("error"), (
-        f"OHIF check failed: {result.get('error')}\nlog: {result.get('log')}\n{proc.stderr}")
+        f"OHIF check failed: {result.get('error')}\nlog: {result.get('log')}\n"
+        f"screenshot: {result.get('errorScreenshot')}\n{proc.stderr}")
     copy_to = os.environ.get("LUNGSEG_SCREENSHOTS_DIR")
     if copy_to:
         Path(copy_to).mkdir(parents=True, exist_ok=True)

@@ -92,9 +92,15 @@ def ohif(study, tmp_path_factory):
     out = tmp_path_factory.mktemp("ohif")
     started = time.monotonic()
     result = run_ohif_check(spec, out)
-    print(f"\nOHIF check: {time.monotonic() - started:.1f} s (browser {result['elapsedMs']} ms), "
-          f"screenshots in {out}; log {result['log']}")
+    pages = {name: page["pageMs"] for name, page in result["pages"].items()}
+    print(f"\nOHIF check: {time.monotonic() - started:.1f} s (browser {result['elapsedMs']} ms, "
+          f"per page {pages} ms), screenshots in {out}; log {result['log']}")
     return {"result": result, "out": out, "group": group, "group_distance_mm": dist}
+
+
+def test_every_request_of_the_viewer_succeeded(ohif):
+    failed = [line for line in ohif["result"]["log"] if line.startswith(("http ", "pageerror"))]
+    assert not failed, f"failed requests or page errors in OHIF: {failed}"
 
 
 def test_ct_is_drawn(ohif):
