@@ -34,8 +34,13 @@ def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:
     return True
 
 
-def get_jobs(store: JobStore, output: Any, uri: str, **request: Any) -> None:
-    """Answer ``GET /lungseg/jobs`` with ``{"jobs": [...]}`` (400 on a bad ``limit``)."""
+def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
+             **request: Any) -> None:
+    """Answer ``GET /lungseg/jobs`` with ``{"jobs": [...], "worker": {...}}``.
+
+    ``worker`` (a :class:`~orthanc_plugin.supervisor.WorkerSupervisor`) adds its pid and number
+    of starts; a bad ``limit`` gives 400.
+    """
     if not _method_ok(output, request, "GET"):
         return
     raw = (request.get("get") or {}).get("limit", "1000")
@@ -45,7 +50,11 @@ def get_jobs(store: JobStore, output: Any, uri: str, **request: Any) -> None:
     except ValueError:
         _answer(output, 400, {"error": f"limit must be a positive integer, got {raw!r}"})
         return
-    _answer(output, 200, {"jobs": [j.to_json() for j in jobs]})
+    payload: dict[str, Any] = {"jobs": [j.to_json() for j in jobs]}
+    if worker is not None:
+        payload["worker"] = {"pid": worker.pid, "running": worker.pid is not None,
+                             "starts": worker.starts}
+    _answer(output, 200, payload)
 
 
 def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:

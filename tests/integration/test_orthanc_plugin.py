@@ -127,8 +127,9 @@ def test_dciodvfy_finds_no_errors(orthanc, processed, tmp_path):
 
 def test_rest_routes_answer_behind_auth(orthanc, processed):
     client = orthanc.client()
-    jobs = client.get_json("/lungseg/jobs")["jobs"]
-    assert processed.series_id in [j["series"] for j in jobs]
+    answer = client.get_json("/lungseg/jobs")
+    assert processed.series_id in [j["series"] for j in answer["jobs"]]
+    assert answer["worker"]["running"] and answer["worker"]["pid"] > 0
     job = client.get_json(f"/lungseg/series/{processed.series_id}")
     assert job["state"] == "done" and job["reason"] == ""
     for stage in ("export", "inference", "write_seg", "write_sr", "store", "total"):

@@ -27,6 +27,9 @@ def test_register_installs_callbacks_and_routes(tmp_path):
     out = StubOutput()
     api.rest_callbacks[rest.SERIES_ROUTE](out, "/lungseg/series/s", method="GET", groups=["s"])
     assert out.json()["state"] == "queued"
+    out = StubOutput()
+    api.rest_callbacks[rest.JOBS_ROUTE](out, rest.JOBS_ROUTE, method="GET", get={})
+    assert out.json()["worker"] == {"pid": None, "running": False, "starts": 0}
 
 
 def test_callback_errors_are_logged_not_raised(tmp_path):
