@@ -59,21 +59,19 @@ if [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
 fi
 nohup "$python" "$here/ohif/ohif_proxy.py" "${args[@]}" >"$data_dir/viewer.log" 2>&1 &
 echo $! >"$pid_file"
-for _ in $(seq 1 50); do
-    if "$python" - "$bind" "$port" <<'PY' 2>/dev/null; then
-import http.client, sys
-host = "127.0.0.1" if sys.argv[1] == "0.0.0.0" else sys.argv[1]
-c = http.client.HTTPConnection(host, int(sys.argv[2]), timeout=1)
-c.request("GET", "/app-config.js")
-sys.exit(0 if c.getresponse().status == 200 else 1)
-PY
-        echo "Viewer started (pid $(cat "$pid_file"), log $data_dir/viewer.log)"
+# ohif_proxy.py prints its "OHIF viewer on" line only once its port is bound.
+pid="$(cat "$pid_file")"
+for _ in $(seq 1 100); do
+    if grep -q "^OHIF viewer on" "$data_dir/viewer.log" 2>/dev/null; then
+        echo "Viewer started (pid $pid, log $data_dir/viewer.log)"
         print_links
         exit 0
     fi
-    kill -0 "$(cat "$pid_file")" 2>/dev/null || break
-    sleep 0.2
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
 done
+kill "$pid" 2>/dev/null || true
+rm -f "$pid_file"
 echo "error: the viewer did not come up on port $port; see $data_dir/viewer.log:" >&2
 tail -n 5 "$data_dir/viewer.log" >&2 || true
 exit 1

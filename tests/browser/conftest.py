@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +62,8 @@ def viewer(orthanc, tmp_path_factory):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"start-viewer.sh failed:\n{proc.stdout}\n{proc.stderr}"
     yield f"http://127.0.0.1:{env['LUNGSEG_VIEWER_PORT']}"
-    pid = int((data_dir / "viewer.pid").read_text())
-    os.kill(pid, signal.SIGTERM)
+    subprocess.run([str(REPO / "deploy" / "stop-viewer.sh")], env=env, check=True,
+                   capture_output=True, timeout=30)
 
 
 @pytest.fixture(scope="module")
