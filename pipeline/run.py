@@ -95,7 +95,8 @@ class Segmenter:
         self.batch_size = batch_size
         self.params = BaselineParams()
         if engine is not None:
-            self.name = f"lungseg {engine.spec.name}"
+            spec_name = engine.spec.name
+            self.name = spec_name if spec_name.startswith("lungseg") else f"lungseg {spec_name}"
             self.version = engine.spec.version
             self.min_lesion_volume_mm3 = engine.spec.min_lesion_volume_mm3
         else:

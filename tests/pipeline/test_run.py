@@ -8,7 +8,7 @@ import highdicom as hd
 import numpy as np
 import pytest
 
-from engines.spec import ModelSpec, write_spec
+from engines.spec import ModelSpec, read_spec, write_spec
 from pipeline.errors import ConfigError, SeriesRejected
 from pipeline.run import PipelineConfig, Segmenter, process_series
 
@@ -82,6 +82,19 @@ def test_model_segmenter_runs_the_engine_over_the_demo(tmp_path, demo_series, de
     # The lung gate keeps the body wall out even though the model marks all soft tissue.
     assert not result.mask[:, 20, :].any()
     assert np.all(np.isin(np.unique(result.mask), np.arange(len(result.lesions) + 1)))
+
+
+def test_shipped_model_name_is_not_prefixed_twice(tmp_path):
+    path = tmp_path / "lungseg-unet.onnx"
+    dense_tissue_model(path)
+    spec = ModelSpec.from_json({**read_spec(path).to_json(), "name": "lungseg-unet"})
+    write_spec(spec, path)
+    segmenter = Segmenter.create(PipelineConfig(segmenter="model", model_path=str(path)))
+    try:
+        assert segmenter.name == "lungseg-unet"
+        assert segmenter.version == "test-1"
+    finally:
+        segmenter.close()
 
 
 def test_config_validation_and_small_series(demo_series):
