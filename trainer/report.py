@@ -1,0 +1,128 @@
+"""Report stage of the study: export, evaluate on held-out patients, write results + plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainer.config import TrainConfig
+from trainer.study import INITS, run_name, test_patients
+
+
+def _evaluate_model(onnx_path: Path, records) -> dict:
+    from engines import create_engine
+    from trainer.evaluate import crop_model_segmenter, evaluate_crops
+
+    with create_engine("onnx", onnx_path, threads=2) as engine:
+        return evaluate_crops(crop_model_segmenter(engine), records)
+
+
+def evaluate_runs(cfg: TrainConfig, root: Path, fractions: list[float]) -> dict:
+    """Export and evaluate every finished fine-tuning run and the two baselines.
+
+    Results are cached in ``root/<run>/test_metrics.json`` so a re-run only adds what is new.
+    """
+    from trainer.evaluate import crop_baseline_segmenter, evaluate_crops, select_records
+    from trainer.export import export_checkpoint
+
+    records = select_records(cfg.vois_dir, test_patients(cfg))
+    results: dict = {}
+    for name in ("threshold", "kmeans"):
+        results[name] = _cached(root / f"baseline_{name}" / "test_metrics.json",
+                                lambda n=name: evaluate_crops(crop_baseline_segmenter(n), records))
+    for frac in fractions:
+        for init in INITS:
+            run = root / run_name(init, frac)
+            if not (run / "final.pt").is_file():
+                continue
+
+            def compute(run=run):
+                export_checkpoint(run / "final.pt", run / "model.onnx", with_pt2=False)
+                return _evaluate_model(run / "model.onnx", records)
+
+            results[run.name] = _cached(run / "test_metrics.json", compute)
+    return results
+
+
+def _cached(path: Path, compute) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _cell(res: dict | None, key: str = "dice_mean") -> str:
+    return "n/a" if not res else f"{res[key]:.3f}"
+
+
+def _texture(res: dict | None, texture: str) -> str:
+    if not res or texture not in res["by_texture"]:
+        return "n/a"
+    return f"{res['by_texture'][texture]['dice_mean']:.3f}"
+
+
+def results_table(results: dict, fractions: list[float]) -> str:
+    """Markdown table: mean per-nodule Dice per initialisation and label fraction."""
+    head = "| method | " + " | ".join(f"{int(f * 100)}% labels" for f in fractions) + " |"
+    lines = [head, "|---" * (len(fractions) + 1) + "|"]
+    for init in INITS:
+        cells = [_cell(results.get(run_name(init, f))) for f in fractions]
+        lines.append(f"| U-Net, {init} init | " + " | ".join(cells) + " |")
+    for name in ("threshold", "kmeans"):
+        lines.append(f"| {name} baseline (no labels) | "
+                     + " | ".join(_cell(results.get(name)) for _ in fractions) + " |")
+    return "\n".join(lines)
+
+
+def detail_table(results: dict) -> str:
+    """Markdown table of every evaluated entry with precision/recall and texture Dice."""
+    lines = ["| run | n | Dice mean | Dice median | IoU | precision | recall | solid | "
+             "part-solid | non-solid |", "|---" * 10 + "|"]
+    for name, res in results.items():
+        lines.append(
+            f"| {name} | {res['n']} | {res['dice_mean']:.3f} | {res['dice_median']:.3f} | "
+            f"{res['iou_mean']:.3f} | {res['precision']:.3f} | {res['recall']:.3f} | "
+            f"{_texture(res, 'solid')} | {_texture(res, 'part-solid')} | "
+            f"{_texture(res, 'non-solid')} |")
+    return "\n".join(lines)
+
+
+def plot_study(results: dict, fractions: list[float], path: Path) -> Path:
+    """Dice against label fraction, one line per initialisation, baselines dashed."""
+    from trainer.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for init in INITS:
+        pts = [(f * 100, results[run_name(init, f)]["dice_mean"]) for f in fractions
+               if run_name(init, f) in results]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=init)
+    for name, style in (("threshold", "--"), ("kmeans", ":")):
+        if name in results:
+            ax.axhline(results[name]["dice_mean"], linestyle=style, color="gray", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training patients (%)")
+    ax.set_ylabel("mean per-nodule Dice (held-out patients)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_report(cfg: TrainConfig, root: Path, fractions: list[float], out: Path) -> Path:
+    """Evaluate the study runs and write ``out`` (Markdown), a PNG and a JSON next to it."""
+    results = evaluate_runs(cfg, root, fractions)
+    plot = plot_study(results, fractions, out.with_name("label_efficiency.png"))
+    slim = {k: {kk: vv for kk, vv in v.items() if kk != "per_nodule"} for k, v in results.items()}
+    out.with_name("results.json").write_text(json.dumps(slim, indent=1))
+    text = ["# Label-efficiency study (generated by `trainer study`)", "",
+            "Mean per-nodule 3D Dice on the crops of the held-out test patients.", "",
+            results_table(results, fractions), "", f"![plot]({plot.name})", "",
+            "## All entries", "", detail_table(results), ""]
+    out.write_text("\n".join(text))
+    return out
