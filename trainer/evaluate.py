@@ -40,21 +40,21 @@ def crop_model_segmenter(engine) -> Segmenter:
 
 
 def crop_baseline_segmenter(kind: str) -> Segmenter:
-    """Crop-level baseline (``threshold`` or ``kmeans``); the whole crop is the search region.
+    """Crop-level baseline (``threshold`` or ``kmeans``, see :mod:`trainer.baselines`).
 
     Raises
     ------
     ValueError
         If ``kind`` is unknown.
     """
-    from pipeline import baseline
+    from trainer import baselines
 
-    funcs = {"threshold": baseline.threshold_segment, "kmeans": baseline.kmeans_segment}
+    funcs = {"threshold": baselines.threshold_crop, "kmeans": baselines.kmeans_crop}
     if kind not in funcs:
         raise ValueError(f"kind must be one of {sorted(funcs)}, got {kind!r}")
 
     def segment(hu, spacing, z):
-        return funcs[kind](hu, spacing, lungs=np.ones(hu.shape, dtype=bool))
+        return funcs[kind](hu, spacing)
     return segment
 
 
