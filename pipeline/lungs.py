@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from pipeline.preprocess import lung_mask
+from pipeline.preprocess import bounding_box, lung_mask
 
 
 def fast_lung_mask(
@@ -61,6 +61,8 @@ def dilate(mask: np.ndarray, spacing: tuple[float, float, float], mm: float) -> 
     if mm == 0 or not mask.any():
         return mask.astype(bool)
     radius = [int(round(mm / s)) for s in (spacing[2], spacing[1], spacing[0])]
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    out = sitk.BinaryDilate(img, radius, sitk.sitkBox)
-    return sitk.GetArrayFromImage(out).astype(bool)
+    box = bounding_box(mask, (radius[2], radius[1], radius[0]))
+    img = sitk.GetImageFromArray(mask[box].astype(np.uint8))
+    out = np.zeros(mask.shape, dtype=bool)
+    out[box] = sitk.GetArrayFromImage(sitk.BinaryDilate(img, radius, sitk.sitkBox)).astype(bool)
+    return out

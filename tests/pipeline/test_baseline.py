@@ -79,3 +79,18 @@ def test_threshold_baseline_finds_the_demo_nodule(demo_result, demo_series):
     lesion = demo_result.lesions[label - 1]
     assert 15.0 < lesion.long_axis_mm < 35.0
     assert -200 < lesion.mean_hu < 150
+
+
+def test_dilate_grows_by_the_radius_in_each_axis():
+    from pipeline.lungs import dilate
+
+    mask = np.zeros((9, 21, 21), dtype=bool)
+    mask[4, 10, 10] = True
+    out = dilate(mask, (2.0, 1.0, 1.0), 3.0)
+    zs, ys, xs = np.nonzero(out)
+    assert (zs.min(), zs.max()) == (2, 6)  # 3 mm / 2 mm rounds to 2 slices
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (7, 13, 7, 13)
+    assert out.sum() == 5 * 7 * 7
+    assert dilate(mask, (2.0, 1.0, 1.0), 0.0).sum() == 1
+    with pytest.raises(ValueError, match="mm must be >= 0"):
+        dilate(mask, (2.0, 1.0, 1.0), -1.0)
