@@ -13,6 +13,8 @@
 #   LUNGSEG_DATA_DIR      folder for viewer.log and viewer.pid (default var/ in the checkout)
 #   LUNGSEG_OHIF_DIR      installed OHIF app (default deploy/ohif/app; see install-ohif.sh)
 #   LUNGSEG_FOREGROUND=1  stay in the foreground
+#   LUNGSEG_USER, LUNGSEG_PASSWORD  when set, the study's SEG and SR are looked up (QIDO-RS)
+#                         and links that open them are printed too
 # Orthanc keeps checking credentials: the browser asks for the Orthanc user and password.
 set -euo pipefail
 
@@ -36,11 +38,30 @@ link_host="$bind"
 [[ "$link_host" == "0.0.0.0" ]] && link_host="$(hostname -f 2>/dev/null || echo localhost)"
 base="http://$link_host:$port"
 
+# SeriesInstanceUIDs of the study's SEG and SR (QIDO-RS; needs LUNGSEG_USER/LUNGSEG_PASSWORD).
+result_series() {
+    [[ -n "$study" && -n "${LUNGSEG_PASSWORD:-}" ]] || return 0
+    LUNGSEG_USER="${LUNGSEG_USER:-lungseg}" "$python" - "$orthanc" "$study" <<'PY' 2>/dev/null || true
+import base64, json, os, sys, urllib.request
+url, study = sys.argv[1], sys.argv[2]
+token = base64.b64encode(f"{os.environ['LUNGSEG_USER']}:{os.environ['LUNGSEG_PASSWORD']}".encode())
+req = urllib.request.Request(f"{url}/dicom-web/studies/{study}/series",
+                             headers={"Authorization": "Basic " + token.decode()})
+for item in json.load(urllib.request.urlopen(req, timeout=10)):
+    modality = item.get("00080060", {}).get("Value", [""])[0]
+    if modality in ("SEG", "SR"):
+        print(modality, item["0020000E"]["Value"][0])
+PY
+}
+
 print_links() {
     echo "OHIF viewer:   $base/  (DICOMweb of $orthanc via $base/dicom-web)"
-    if [[ -n "$study" ]]; then
-        echo "Open study:    $base/viewer?StudyInstanceUIDs=$study"
-    fi
+    [[ -n "$study" ]] || return 0
+    echo "Open study:    $base/viewer?StudyInstanceUIDs=$study"
+    while read -r modality series; do
+        [[ -n "$series" ]] || continue
+        echo "  with its $modality: $base/viewer?StudyInstanceUIDs=$study&initialSeriesInstanceUID=$series"
+    done < <(result_series)
 }
 
 args=(--host "$bind" --port "$port" --orthanc "$orthanc" --app-dir "$app_dir"

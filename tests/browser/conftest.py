@@ -61,7 +61,7 @@ def viewer(orthanc, tmp_path_factory):
     proc = subprocess.run([str(REPO / "deploy" / "start-viewer.sh")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"start-viewer.sh failed:\n{proc.stdout}\n{proc.stderr}"
-    yield f"http://127.0.0.1:{env['LUNGSEG_VIEWER_PORT']}"
+    yield {"url": f"http://127.0.0.1:{env['LUNGSEG_VIEWER_PORT']}", "env": env}
     subprocess.run([str(REPO / "deploy" / "stop-viewer.sh")], env=env, check=True,
                    capture_output=True, timeout=30)
 
@@ -77,10 +77,11 @@ def study(orthanc, viewer, tmp_path_factory) -> StudyInViewer:
     assert series_id, "the sent series is not in Orthanc"
     job = wait_for_job(client, series_id, timeout_s=600)
     assert job["state"] == "done", f"job not done: {job}"
-    by_modality = _qido_series(viewer, orthanc.user, orthanc.password, first.StudyInstanceUID)
+    by_modality = _qido_series(viewer["url"], orthanc.user, orthanc.password,
+                               first.StudyInstanceUID)
     assert {"CT", "SEG", "SR"} <= set(by_modality), f"series in the study: {by_modality}"
     return StudyInViewer(
-        viewer_url=viewer, user=orthanc.user, password=orthanc.password,
+        viewer_url=viewer["url"], user=orthanc.user, password=orthanc.password,
         study_uid=first.StudyInstanceUID,
         ct_headers={int(h.InstanceNumber): h for h in headers},
         seg=_download_series(client, by_modality["SEG"]),

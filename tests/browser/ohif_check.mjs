@@ -108,6 +108,8 @@ async function openViewer(context, query, ready) {
     return !!(vp && vp.getImageIds && vp.getImageIds().length && vp.getCurrentImageId());
   }, null, { timeout });
   if (ready) await page.waitForFunction(ready, null, { timeout });
+  // Let OHIF finish showing its initial image before the test scrolls.
+  await page.waitForFunction(() => window.lungsegCurrentIndex() >= 0, null, { timeout });
   return page;
 }
 
@@ -127,7 +129,7 @@ async function snap(page, name, probes) {
   for (let attempt = 0; attempt < 10; attempt++) {
     view = await page.evaluate(showProbes, probes);
     const shown = await page.waitForFunction(
-      want => window.lungsegCurrentIndex() === want, view.imageIndex, { timeout: 5000 },
+      want => window.lungsegCurrentIndex() === want, view.imageIndex, { timeout: 3000 },
     ).then(() => true, () => false);
     await page.waitForTimeout(500);
     if (shown && await page.evaluate(currentIndex) === view.imageIndex) break;

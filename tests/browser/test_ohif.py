@@ -3,6 +3,7 @@ plugin, opened in OHIF v3 (headless Chromium) and checked on screenshots."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -10,7 +11,13 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from ohif_support import CONTROL_ROW_COL, NODULE_INSTANCE, NODULE_ROW_COL, run_ohif_check
+from ohif_support import (
+    CONTROL_ROW_COL,
+    NODULE_INSTANCE,
+    NODULE_ROW_COL,
+    REPO,
+    run_ohif_check,
+)
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -194,3 +201,16 @@ def test_sr_outline_is_drawn_on_the_lesion(ohif):
         hits += bool(coloured.any()) and chroma(patch(ct_png, p["x"], p["y"], 3)) < 8
     assert hits >= 0.6 * len(pages["sr"]["probes"]), (
         f"outline drawn at {hits} of {len(pages['sr']['probes'])} outline points")
+
+
+def test_start_viewer_prints_the_links_to_the_results(viewer, study):
+    env = {**viewer["env"], "LUNGSEG_USER": study.user, "LUNGSEG_PASSWORD": study.password}
+    proc = subprocess.run([str(REPO / "deploy" / "start-viewer.sh"), study.study_uid], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    base = f"{study.viewer_url}/viewer?StudyInstanceUIDs={study.study_uid}"
+    assert "Viewer already running" in proc.stdout
+    assert f"Open study:    {base}\n" in proc.stdout
+    for modality, ds in (("SEG", study.seg), ("SR", study.sr)):
+        link = f"with its {modality}: {base}&initialSeriesInstanceUID={ds.SeriesInstanceUID}"
+        assert link in proc.stdout, proc.stdout
