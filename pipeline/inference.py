@@ -9,6 +9,7 @@ import numpy as np
 from engines.base import Engine
 from engines.spec import ModelSpec
 from pipeline.lungs import dilate, fast_lung_mask
+from pipeline.postprocess import keep_mostly_inside
 from pipeline.preprocess import bounding_box, prepare_slices, restore_probabilities
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -66,12 +67,15 @@ def segment_with_predictor(
     batch_size: int = 8,
     lungs: np.ndarray | None = None,
     lung_margin_mm: float = 5.0,
+    min_lung_fraction: float = 0.5,
 ) -> np.ndarray:
     """Segment lesions: lung crop, model input, batched prediction, threshold, lung gate.
 
     Slices without lung are not sent to the model; the in-plane crop is the lung bounding
     box. Voxels above ``spec.threshold`` count as lesion only inside the lung mask dilated by
-    ``lung_margin_mm`` (juxtapleural lesions sit at its border).
+    ``lung_margin_mm`` (juxtapleural lesions sit at its border), and a connected lesion is
+    kept only when at least ``min_lung_fraction`` of it lies in the lung mask itself (the
+    mask's closing includes nodules; findings along the heart or mediastinum do not).
 
     Parameters
     ----------
@@ -91,6 +95,8 @@ def segment_with_predictor(
         Precomputed boolean lung mask.
     lung_margin_mm : float
         Dilation of the lung mask used as gate.
+    min_lung_fraction : float
+        Smallest fraction of a connected lesion inside the (undilated) lung mask.
 
     Returns
     -------
@@ -119,7 +125,7 @@ def segment_with_predictor(
         probabilities = np.maximum(
             probabilities, restore_probabilities(prob, model_input, hu.shape)
         )
-    return (probabilities > spec.threshold) & gate
+    return keep_mostly_inside((probabilities > spec.threshold) & gate, lungs, min_lung_fraction)
 
 
 def _runs(indices: np.ndarray) -> list[np.ndarray]:

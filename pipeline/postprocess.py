@@ -69,3 +69,44 @@ def nonzero_box(mask: np.ndarray) -> tuple[slice, ...]:
         hits = np.flatnonzero(mask.any(axis=other))
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
     return tuple(box)
+
+
+def keep_mostly_inside(
+    mask: np.ndarray, region: np.ndarray, min_fraction: float = 0.5
+) -> np.ndarray:
+    """Keep the 26-connected components of ``mask`` that lie mostly inside ``region``.
+
+    Parameters
+    ----------
+    mask : ndarray
+        ``(z, y, x)`` boolean mask.
+    region : ndarray
+        Boolean mask of the same shape (e.g. the lungs).
+    min_fraction : float
+        A component is kept when at least this fraction of its voxels is in ``region``.
+
+    Returns
+    -------
+    ndarray
+        Boolean mask.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ or ``min_fraction`` is outside [0, 1].
+    """
+    if mask.shape != region.shape:
+        raise ValueError(f"mask {mask.shape} and region {region.shape} must have the same shape")
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
+    if not mask.any():
+        return mask.astype(bool)
+    box = nonzero_box(mask)
+    labels = sitk.ConnectedComponent(sitk.GetImageFromArray(mask[box].astype(np.uint8)), True)
+    inside = sitk.GetImageFromArray(region[box].astype(np.uint8))
+    stats = sitk.LabelStatisticsImageFilter()
+    stats.Execute(inside, labels)
+    keep = [k for k in stats.GetLabels() if k and stats.GetMean(k) >= min_fraction]
+    out = np.zeros(mask.shape, dtype=bool)
+    out[box] = np.isin(sitk.GetArrayFromImage(labels), keep)
+    return out
