@@ -38,7 +38,13 @@ def series_dir(path: str | Path) -> Path:
         if not any(target.rglob("*.dcm")):
             target.mkdir(parents=True, exist_ok=True)
             with tarfile.open(path) as tar:
-                tar.extractall(target, filter="data")
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(target, filter="data")
+                else:  # Python < 3.11.4: refuse absolute or parent-relative names
+                    names = tar.getnames()
+                    if any(n.startswith("/") or ".." in Path(n).parts for n in names):
+                        raise ValueError(f"unsafe member names in {path}")
+                    tar.extractall(target)
         path = target
     folders = sorted({p.parent for p in path.rglob("*.dcm")}, key=lambda p: -len(
         list(p.glob("*.dcm"))))
