@@ -203,9 +203,19 @@ class ViewerHandler(BaseHTTPRequestHandler):
         return self.rfile.read(int(length))
 
     def _upstream_headers(self) -> dict[str, str]:
+        """Request headers for Orthanc: the client's, plus where the request came from.
+
+        Orthanc's DICOMweb plugin builds the BulkDataURIs of its answers from ``Forwarded``
+        (else ``Host``); a TLS terminator in front of this proxy tells the scheme with
+        ``X-Forwarded-Proto``, so the URIs point back at the address the browser used.
+        """
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-        headers["X-Forwarded-For"] = self.client_address[0]
-        headers["Forwarded"] = f"proto=http;host={self.headers.get('Host', '')}"
+        chain = self.headers.get("X-Forwarded-For")
+        client = self.client_address[0]
+        headers["X-Forwarded-For"] = f"{chain}, {client}" if chain else client
+        if "Forwarded" not in self.headers:
+            proto = self.headers.get("X-Forwarded-Proto", "http").split(",")[0].strip()
+            headers["Forwarded"] = f"proto={proto};host={self.headers.get('Host', '')}"
         return headers
 
     def _forward(self) -> None:

@@ -27,7 +27,8 @@ class Upstream(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         seen = {"method": self.command, "path": self.path, "body": body.decode(),
-                "auth": self.headers.get("Authorization"), "host": self.headers.get("Host")}
+                "auth": self.headers.get("Authorization"), "host": self.headers.get("Host"),
+                "forwarded": self.headers.get("Forwarded")}
         data = json.dumps(seen).encode()
         self.send_response(207 if self.command == "POST" else 200)
         self.send_header("Content-Type", "application/dicom+json")
@@ -135,6 +136,13 @@ def test_forwards_dicomweb_with_credentials_and_host(viewer):
     assert seen["path"] == "/dicom-web/studies?PatientID=x"
     assert seen["auth"] == auth
     assert seen["host"] == f"127.0.0.1:{viewer}"
+    assert seen["forwarded"] == f"proto=http;host=127.0.0.1:{viewer}"
+
+
+def test_tells_orthanc_the_scheme_of_a_tls_terminator(viewer):
+    _, data = fetch(viewer, "/dicom-web/studies", headers={"X-Forwarded-Proto": "https",
+                                                            "Host": "pacs.example.org"})
+    assert json.loads(data)["forwarded"] == "proto=https;host=pacs.example.org"
 
 
 def test_relays_chunked_answers_and_post_bodies(viewer):
