@@ -73,7 +73,8 @@ def nodule_group(sr: pydicom.Dataset, ct_by_sop: dict[str, pydicom.Dataset], nod
     best = None
     for group in planar_groups(sr):
         ref = group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-        pts = [pixel_to_world(ct_by_sop[ref], r, c) for c, r in group.roi.value]
+        # SCOORD (column, row) has (0, 0) at the top-left corner of the first pixel.
+        pts = [pixel_to_world(ct_by_sop[ref], r - 0.5, c - 0.5) for c, r in group.roi.value]
         dist = float(np.linalg.norm(np.mean(pts, axis=0) - np.asarray(nodule)))
         if best is None or dist < best[0]:
             best = (dist, group, pts)
