@@ -73,10 +73,9 @@ def segment_with_predictor(
 
     Slices without lung are not sent to the model; the in-plane crop is the lung bounding
     box. Voxels above ``spec.threshold`` count as lesion only inside the lung mask dilated by
-    ``lung_margin_mm`` (juxtapleural lesions sit at its border); outside the lung mask itself
-    only components with at least ``min_lung_fraction`` of their voxels in the lungs are kept
-    (:func:`pipeline.postprocess.keep_mostly_inside`), so findings along the heart or the
-    mediastinum are cut back to the lungs.
+    ``lung_margin_mm`` (juxtapleural lesions sit at its border), and a connected lesion is
+    kept only when at least ``min_lung_fraction`` of it lies in the lung mask itself (the
+    mask's closing includes nodules; findings along the heart or mediastinum do not).
 
     Parameters
     ----------

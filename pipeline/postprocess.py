@@ -74,12 +74,7 @@ def nonzero_box(mask: np.ndarray) -> tuple[slice, ...]:
 def keep_mostly_inside(
     mask: np.ndarray, region: np.ndarray, min_fraction: float = 0.5
 ) -> np.ndarray:
-    """Keep ``mask`` outside ``region`` only where it belongs to a component mostly inside.
-
-    26-connected components with at least ``min_fraction`` of their voxels in ``region`` are
-    kept whole; of the others only the voxels inside ``region`` are kept. A lesion that bulges
-    out of the lungs stays whole, a finding along the heart or mediastinum is cut back to the
-    lungs, and a lesion connected to such a finding is not lost.
+    """Keep the 26-connected components of ``mask`` that lie mostly inside ``region``.
 
     Parameters
     ----------
@@ -88,7 +83,7 @@ def keep_mostly_inside(
     region : ndarray
         Boolean mask of the same shape (e.g. the lungs).
     min_fraction : float
-        A component is kept whole when at least this fraction of its voxels is in ``region``.
+        A component is kept when at least this fraction of its voxels is in ``region``.
 
     Returns
     -------
@@ -112,6 +107,6 @@ def keep_mostly_inside(
     stats = sitk.LabelStatisticsImageFilter()
     stats.Execute(inside, labels)
     keep = [k for k in stats.GetLabels() if k and stats.GetMean(k) >= min_fraction]
-    out = mask & region
-    out[box] |= np.isin(sitk.GetArrayFromImage(labels), keep)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[box] = np.isin(sitk.GetArrayFromImage(labels), keep)
     return out
