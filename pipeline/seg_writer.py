@@ -20,8 +20,9 @@ SEGMENT_LABEL = "Lung lesion"
 SEGMENT_CATEGORY = codes.SCT.MorphologicallyAbnormalStructure
 SEGMENT_TYPE = codes.SCT.Nodule
 SEGMENT_REGION = codes.SCT.Lung
-SEGMENT_COLOR_LAB = (60.0, 80.0, 60.0)
-"""CIELab L*, a*, b* of the segment: a saturated orange-red that stands out on grey CT."""
+SEGMENT_COLOR_LAB = (56.0, 68.0, 58.0)
+"""CIELab L*, a*, b* of the segment: orange-red, sRGB about (249, 64, 34), inside the sRGB
+gamut so viewers draw the recommended colour without clipping."""
 
 
 @dataclass(frozen=True)
