@@ -42,6 +42,6 @@ cat <<TXT
 Orthanc explorer : $URL/app/explorer.html   (user '$LUNGSEG_USER', password above)
 DICOMweb (QIDO)  : $URL/dicom-web/studies/$STUDY_UID/series
 lungseg jobs     : $URL/lungseg/jobs
-OHIF (optional)  : deploy/ohif/install-ohif.sh && deploy/start-viewer.sh $STUDY_UID
+OHIF (optional)  : deploy/install-viewer.sh && deploy/start-viewer.sh $STUDY_UID
 Stop             : make stop
 TXT

@@ -10,8 +10,9 @@
 #   LUNGSEG_EXTRAS  comma-separated extras (default empty: runtime only, ONNX Runtime, no torch);
 #                   e.g. "train,test". With "train", torch==2.13.0 (CPU wheel) comes first.
 #   LUNGSEG_SKIP_APT=1  skip the apt step (packages installed otherwise)
-#   LUNGSEG_WITH_OHIF=1 also run deploy/ohif/install-ohif.sh (viewer; needs npm)
-#   Hook: every executable deploy/install.d/*.sh runs last, with the same environment.
+#   Hook: every executable deploy/install.d/*.sh runs last, in name order, with the same
+#   environment (e.g. 50-viewer.sh: OHIF + browser-test tools with the test extra or
+#   LUNGSEG_WITH_VIEWER=1).
 # Only the package registries (apt, pip, npm) are contacted.
 set -euo pipefail
 
@@ -68,12 +69,9 @@ install_venv() {
 
 if [[ "${LUNGSEG_SKIP_APT:-0}" == "1" ]]; then log "apt step skipped"; else install_apt; fi
 install_venv
-if [[ "${LUNGSEG_WITH_OHIF:-0}" == "1" ]]; then
-  "$REPO/deploy/ohif/install-ohif.sh"
-fi
 if compgen -G "$REPO/deploy/install.d/*.sh" >/dev/null; then
   for hook in "$REPO"/deploy/install.d/*.sh; do
-    [[ -x "$hook" ]] && { log "running hook $hook"; "$hook"; }
+    if [[ -x "$hook" ]]; then log "running hook $hook"; "$hook"; fi
   done
 fi
 log "done: venv $VENV; start with deploy/start-orthanc.sh"
