@@ -200,14 +200,19 @@ def test_killed_worker_is_restarted_and_a_grown_series_is_rerun(orthanc, process
     assert job["result"]["sr_series"]  # an SR even when no lesion is found
 
 
-def test_job_store_survives_a_restart(orthanc, processed):
+def test_job_store_survives_a_restart_and_unstable_series_are_scanned(orthanc, processed,
+                                                                       tmp_path):
     client = orthanc.client()
     before = client.get_json(f"/lungseg/series/{processed.series_id}")
-    orthanc.stop()
+    pending = copy_as_new_series(processed.folder, tmp_path / "pending", 12,
+                                 f"2.25.{uuid.uuid4().int}")
+    uid = pydicom.dcmread(next(pending.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
+    send(pending, orthanc.dicom_port)
+    orthanc.stop()  # before StableAge: this series never gets its STABLE_SERIES event
     with pytest.raises(OrthancHttpError):
         client.get_json("/system")
     orthanc.start()
-    time.sleep(1.0)  # let the start-up scan run
     after = client.get_json(f"/lungseg/series/{processed.series_id}")
-    assert after == before
-    assert after["state"] == "done"
+    assert after == before and after["state"] == "done"
+    job = wait_for_job(client, find_series(client, uid), timeout_s=300)
+    assert job["state"] == "done" and job["trigger"] == "startup-scan", job
