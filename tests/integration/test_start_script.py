@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 
@@ -76,3 +77,31 @@ def test_invalid_plugin_setting_stops_orthanc_naming_the_key(tmp_path):
     proc = run_start(server.env)
     assert proc.returncode != 0
     assert "LungSeg.Segmenter must be one of" in proc.stderr
+
+
+def _render_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_config",
+                                                  REPO / "deploy" / "render_config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_template_renders_any_password_as_valid_json():
+    render = _render_module().render
+    template = (REPO / "deploy" / "orthanc.json.template").read_text()
+    tokens = set(re.findall(r"@([A-Z_]+)@", template))
+    password = 'p"a\\s s{}@X@'
+    env = {f"LUNGSEG_R_{t}": json.dumps("v") for t in tokens}
+    env.update({"LUNGSEG_R_HTTP_PORT": "8042", "LUNGSEG_R_DICOM_PORT": "4242",
+                "LUNGSEG_R_STABLE_AGE": "2", "LUNGSEG_R_MIN_SLICES": "10",
+                "LUNGSEG_R_SITE_PACKAGES": "[]", "LUNGSEG_R_MODEL_PATH": "null",
+                "LUNGSEG_R_REGISTERED_USERS": json.dumps({"u": password})})
+    config = json.loads(render(template, env))
+    assert config["RegisteredUsers"] == {"u": password}
+    assert config["AuthenticationEnabled"] is True and config["HttpPort"] == 8042
+    del env["LUNGSEG_R_HTTP_PORT"]
+    with pytest.raises(SystemExit, match="@HTTP_PORT@"):
+        render(template, env)
