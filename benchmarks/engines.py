@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
 def render(rows: list[dict], monai: list[dict], machine: dict, args: argparse.Namespace) -> str:
     """Markdown with the machine, the command and the result tables."""
     cmd = "python -m benchmarks.engines " + " ".join(
-        f"--series {s}" for s in args.series) + f" --threads {args.threads}"
+        f"--series {s}" for s in args.series) + f" --threads {args.threads}" + (
+        f" --monai-slices {args.monai_slices}" if args.monai_slices else "") + (
+        " --no-monai" if args.no_monai else "") + f" --engines {args.engines}"
     parts = ["Machine: " + "; ".join(f"{k}: {v}" for k, v in machine.items()),
              f"Command: `{cmd}`", f"Model: `{args.model.name}`", ""]
     parts.append(table(rows, ["series", "slices", "engine", "e2e_s", "peak_mb", "floor_s",
