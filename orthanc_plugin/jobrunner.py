@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import io
 import json
 import time
@@ -28,6 +29,22 @@ class Outcome:
     result: dict[str, Any] = field(default_factory=dict)
     instance_count: int = 0
     model_version: str = ""
+    last_update: float | None = None  # UNIX time of the series' last new instance
+
+
+def parse_last_update(value: object) -> float | None:
+    """Convert Orthanc's ``LastUpdate`` (``YYYYMMDDTHHMMSS``, UTC) to UNIX time; None if absent.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is a string in another format.
+    """
+    if not value:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"LastUpdate must be a string, got {value!r}")
+    return calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%S"))
 
 
 @contextmanager
@@ -179,12 +196,13 @@ def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_
     with _timed(timings, "export"):
         info, files = export_series(client, series_id)
     count, version = len(files), str(segmenter.version)
+    last_update = parse_last_update(info.get("LastUpdate"))
     try:
         with _timed(timings, "select"):
             check_selection(files, pipeline_config.min_slices)
         result = process_series(files, segmenter, pipeline_config)
     except SeriesRejected as exc:
-        return Outcome("rejected", str(exc), timings, {}, count, version)
+        return Outcome("rejected", str(exc), timings, {}, count, version, last_update)
     timings.update({("pipeline" if k == "total" else k): round(float(v), 4)
                     for k, v in result.timings.items()})
     outputs = [ds for ds in (result.seg, result.sr) if ds is not None]
@@ -194,4 +212,4 @@ def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_
         client.put_metadata("series", series_id, METADATA_NAME, json.dumps(marker))
     stored.update(lesions=[lesion_summary(lesion.to_json()) for lesion in result.lesions],
                   segmenter=segmenter.name)
-    return Outcome("done", "", timings, stored, count, version)
+    return Outcome("done", "", timings, stored, count, version, last_update)

@@ -44,6 +44,9 @@ def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig:
         outcome = Outcome("failed", f"{type(exc).__name__}: {exc}", {}, job.result,
                           job.instance_count, str(getattr(segmenter, "version", "")))
     timings = dict(outcome.timings)
+    if job.trigger == "stable" and outcome.last_update is not None:
+        # Orthanc's StableAge wait (1 s resolution: LastUpdate has whole seconds)
+        timings["stable_wait"] = round(max(0.0, job.queued_at - outcome.last_update), 4)
     if job.started_at is not None:
         timings["queue_wait"] = round(max(0.0, job.started_at - job.queued_at), 4)
     timings["total"] = round(time.perf_counter() - started, 4)

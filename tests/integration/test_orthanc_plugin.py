@@ -134,6 +134,7 @@ def test_rest_routes_answer_behind_auth(orthanc, processed):
     assert job["state"] == "done" and job["reason"] == ""
     for stage in ("export", "inference", "write_seg", "write_sr", "store", "total"):
         assert job["timings"][stage] >= 0, stage
+    assert 1.0 <= job["timings"]["stable_wait"] <= 10.0  # StableAge 2 s, 1 s resolution
     anonymous = type(client)(orthanc.url, "nobody", "wrong")
     with pytest.raises(OrthancHttpError) as err:
         anonymous.get_json("/lungseg/jobs")

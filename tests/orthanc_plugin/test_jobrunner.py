@@ -4,7 +4,12 @@ import pydicom
 import pytest
 
 from orthanc_plugin.config import from_section
-from orthanc_plugin.jobrunner import check_selection, lesion_summary, selection_rules
+from orthanc_plugin.jobrunner import (
+    check_selection,
+    lesion_summary,
+    parse_last_update,
+    selection_rules,
+)
 from orthanc_plugin.jobstore import JobStore
 from orthanc_plugin.orthanc_http import OrthancClient
 from orthanc_plugin.results import lesion_table
@@ -72,3 +77,10 @@ def test_unreachable_orthanc_makes_a_failed_job_not_a_crash(tmp_path):
     done = process_one(store, client, _Segmenter(), None, job)
     assert done.state == "failed" and "OrthancHttpError" in done.reason
     assert done.timings["total"] >= 0 and "queue_wait" in done.timings
+
+
+def test_last_update_is_utc():
+    assert parse_last_update("19700101T000130") == 90
+    assert parse_last_update("") is None and parse_last_update(None) is None
+    with pytest.raises(ValueError):
+        parse_last_update("2026-11-27 05:00")
