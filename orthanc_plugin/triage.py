@@ -14,6 +14,8 @@ from orthanc_plugin.jobstore import FINAL_STATES, Job, JobStore
 METADATA_NAME = "LungSegResult"
 METADATA_INDEX = 1024
 # Derived objects that are never inputs (our own SEG/SR among them): ignored without a job.
+MAX_ATTEMPTS = 3
+"""A failed job is retried by the start-up scan until it has run this often."""
 DERIVED_MODALITIES = frozenset({"SEG", "SR", "KO", "PR", "RTSTRUCT", "RTPLAN", "RTDOSE", "REG"})
 
 
@@ -53,9 +55,12 @@ def processed_count(api: Any, series_id: str) -> int | None:
         return None
 
 
-def _already_handled(api: Any, job: Job | None, series_id: str, count: int) -> bool:
+def _already_handled(api: Any, job: Job | None, series_id: str, count: int,
+                     trigger: str) -> bool:
     # A result counts only while its marker is on the series: a series deleted and sent again
     # (marker gone with it) is processed again.
+    if job is not None and job.state == "failed" and trigger == "startup-scan":
+        return job.attempts >= MAX_ATTEMPTS  # e.g. Orthanc stopped during the job: retry
     if job is not None and job.state != "done":
         return job.state in FINAL_STATES and job.instance_count == count
     return processed_count(api, series_id) == count
@@ -66,7 +71,8 @@ def triage(api: Any, store: JobStore, series_id: str, trigger: str,
     """Queue a CT series, reject another modality, ignore derived objects and finished work.
 
     A series processed (or rejected) with the same number of instances is not queued again
-    unless ``force``; one that has grown since is.
+    unless ``force``; one that has grown since is. The start-up scan also retries failed jobs
+    (up to ``MAX_ATTEMPTS`` runs).
 
     Parameters
     ----------
@@ -97,7 +103,7 @@ def triage(api: Any, store: JobStore, series_id: str, trigger: str,
     if modality in DERIVED_MODALITIES:
         return None
     job = store.get(series_id)
-    if not force and _already_handled(api, job, series_id, count):
+    if not force and _already_handled(api, job, series_id, count, trigger):
         return None
     if modality != "CT":
         return store.reject(series_id, f"Modality is {modality or 'missing'!r}, not 'CT'",

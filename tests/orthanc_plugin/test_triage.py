@@ -4,7 +4,7 @@ import pytest
 from stub_orthanc import StubOrthanc, series_info
 
 from orthanc_plugin.jobstore import JobStore
-from orthanc_plugin.triage import METADATA_NAME, scan_ct_series, triage
+from orthanc_plugin.triage import MAX_ATTEMPTS, METADATA_NAME, scan_ct_series, triage
 
 
 @pytest.fixture()
@@ -91,3 +91,16 @@ def test_startup_scan_queues_unprocessed_ct(store):
     store.finish("b", "done")
     assert scan_ct_series(api, store) == 1
     assert store.get("a").state == "queued" and store.get("b").state == "done"
+
+
+def test_failed_job_retried_by_startup_scan_only_up_to_the_limit(store):
+    api = StubOrthanc(get={"/series/s1": series_info("CT", 40)})
+    store.enqueue("s1", 40)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        store.claim_next()
+        store.finish("s1", "failed", "OrthancHttpError: GET ... HTTP 0")
+        assert triage(api, store, "s1", "stable") is None
+        job = triage(api, store, "s1", "startup-scan")
+        if attempt < MAX_ATTEMPTS:
+            assert job.state == "queued"
+    assert job is None and store.get("s1").attempts == MAX_ATTEMPTS
