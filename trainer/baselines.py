@@ -50,8 +50,7 @@ def threshold_crop(
 
 
 def kmeans_crop(hu: np.ndarray, spacing: tuple[float, float, float], k: int = 2) -> np.ndarray:
-    """k-means on the crop's HU values; voxels above the cut to the densest cluster, central
-    component.
+    """k-means on the crop's HU values: voxels nearer the densest cluster, central component.
 
     Raises
     ------

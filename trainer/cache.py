@@ -1,8 +1,10 @@
 """Build the patch cache: every crop through the shared preprocessing, stored compactly.
 
 Images are stored as uint8 (the [0, 1] model input quantised to 1/255, i.e. 5.5 HU for a
-1400 HU window); training adds uniform de-quantisation noise. Lesion-free lung slices
-(``dicom-reference/lungmask-slices``) are added as negatives.
+1400 HU window); training adds uniform de-quantisation noise. Unlabelled whole
+slices without annotated lesions (2 chest slices from ``dicom-reference/lungmask-slices``, 3
+abdominal slices from ``dicom-reference/dcmqi``) are added as negatives: patches centred
+anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelled 0.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 from engines.spec import ModelSpec
-from pipeline.preprocess import bounding_box, lung_mask, prepare_slices, resample_inplane
+from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
 from trainer.config import REPO_ROOT, TrainConfig
 from trainer.data import list_crops, read_crop
 
-NEGATIVE_SLICES = REPO_ROOT.parent / "shared" / "data" / "dicom-reference" / "lungmask-slices"
+_REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
+NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
+                    _REFERENCE / "dcmqi" / "data" / "segmentations" / "ct-3slice")
 
 
 def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
@@ -46,14 +50,18 @@ def _model_slices(hu, mask, spacing, z, spec, roi=None):
     return np.round(img * 255.0).astype(np.uint8), lab.astype(np.uint8)
 
 
-def read_negative_slices(folder: Path = NEGATIVE_SLICES):
-    """Read the lesion-free lung slices; returns ``(hu, lung, spacing, z)`` or None if absent."""
+def read_negative_slices(folder: Path):
+    """Read adjacent unlabelled CT slices; returns ``(hu, body, spacing, z)`` or None if absent.
+
+    ``body`` (:func:`pipeline.preprocess.body_mask`) marks where negative patches are centred.
+    """
     files = sorted(folder.glob("*.dcm")) if folder.is_dir() else []
     if len(files) < 2:
         return None
     import pydicom
 
-    dss = sorted((pydicom.dcmread(f) for f in files), key=lambda d: float(d.ImagePositionPatient[2]))
+    dss = sorted((pydicom.dcmread(f) for f in files),
+                 key=lambda d: float(d.ImagePositionPatient[2]))
     hu = np.stack([
         d.pixel_array.astype(np.float32) * float(d.RescaleSlope) + float(d.RescaleIntercept)
         for d in dss
@@ -61,7 +69,7 @@ def read_negative_slices(folder: Path = NEGATIVE_SLICES):
     z = np.array([float(d.ImagePositionPatient[2]) for d in dss])
     dy, dx = (float(v) for v in dss[0].PixelSpacing)
     spacing = (float(np.diff(z).mean()), dy, dx)
-    return hu, lung_mask(hu, spacing), spacing, z
+    return hu, body_mask(hu, spacing), spacing, z
 
 
 def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
@@ -82,14 +90,15 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
         labs.append(lab)
         meta.append({"name": rec.name, "patient": rec.patient, "texture": rec.texture,
                      "diameter_mm": rec.diameter_mm, "negative": False})
-    neg = read_negative_slices()
-    if neg is not None:
-        hu, lung, spacing, z = neg
-        roi = bounding_box(lung, margin=(0, 0, 0))
-        img, lung_r = _model_slices(hu, lung, spacing, z, spec, roi)
+    for folder in NEGATIVE_SOURCES:
+        neg = read_negative_slices(folder)
+        if neg is None:
+            continue
+        hu, body, spacing, z = neg
+        img, body_r = _model_slices(hu, body, spacing, z, spec, bounding_box(body, (0, 0, 0)))
         imgs.append(img)
-        labs.append(lung_r)
-        meta.append({"name": "lungmask-slices", "patient": "lungmask", "texture": "none",
+        labs.append(body_r)
+        meta.append({"name": folder.name, "patient": folder.name, "texture": "none",
                      "diameter_mm": 0.0, "negative": True})
     return _save(imgs, labs, meta, cfg, Path(path or cfg.cache))
 

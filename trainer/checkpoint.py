@@ -49,7 +49,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     data = torch.load(path, map_location="cpu", weights_only=False)
-    missing = {"class_name", "state_dict", "config", "step"} - set(data if isinstance(data, dict) else {})
+    keys = set(data) if isinstance(data, dict) else set()
+    missing = {"class_name", "state_dict", "config", "step"} - keys
     if missing:
         raise ValueError(f"{path} is not a trainer checkpoint (missing {sorted(missing)})")
     return data

@@ -1,5 +1,6 @@
-"""``trainer`` command line: cache, pretrain-vae, pretrain-contrastive, finetune, evaluate,
-export, study.
+"""``trainer`` command line.
+
+Commands: cache, pretrain-vae, pretrain-contrastive, finetune, evaluate, export, study.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training configuration: one frozen dataclass, read from YAML/JSON plus ``key=value`` overrides."""
+"""Training configuration: a frozen dataclass read from YAML/JSON plus ``key=value`` overrides."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.patch_size % (2**self.levels):
             raise ConfigError(
-                f"patch_size must be a multiple of 2**levels={2**self.levels}, got {self.patch_size}"
+                f"patch_size must be a multiple of {2**self.levels}, got {self.patch_size}"
             )
         if self.size_multiple % (2**self.levels):
             raise ConfigError(f"size_multiple must be a multiple of {2**self.levels}")

@@ -32,10 +32,41 @@ def model_probabilities(engine, hu, spacing, z, batch_size: int = 16) -> np.ndar
     return restore_probabilities(prob, inp, hu.shape)
 
 
-def crop_model_segmenter(engine) -> Segmenter:
-    """Crop-level segmenter: model probability above the sidecar threshold."""
+CANVAS_MM = 50.0
+"""Crops are evaluated inside an air canvas of at least this size, as in training, where
+each crop sat at a random place in a 64-pixel (50 mm at 0.78 mm) air-filled patch."""
+
+
+def embed_in_air(hu: np.ndarray, spacing: tuple, air_hu: float, canvas_mm: float = CANVAS_MM):
+    """Pad a crop in-plane with ``air_hu`` to at least ``canvas_mm`` plus a margin, centred.
+
+    Returns
+    -------
+    padded : ndarray
+        The padded ``(z, y', x')`` volume.
+    inner : tuple of slice
+        Where the original crop sits in ``padded``.
+    """
+    pads = []
+    for axis in (1, 2):
+        need = int(np.ceil(canvas_mm / spacing[axis]))
+        extra = max(need - hu.shape[axis], 0) + int(np.ceil(8.0 / spacing[axis]))
+        pads.append((extra // 2, extra - extra // 2))
+    padded = np.pad(hu, [(0, 0), *pads], constant_values=air_hu)
+    inner = (slice(None), slice(pads[0][0], pads[0][0] + hu.shape[1]),
+             slice(pads[1][0], pads[1][0] + hu.shape[2]))
+    return padded, inner
+
+
+def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM) -> Segmenter:
+    """Crop-level segmenter: model probability above threshold, crop in an air canvas.
+
+    The canvas is described at :data:`CANVAS_MM`.
+    """
     def segment(hu, spacing, z):
-        return model_probabilities(engine, hu, spacing, z) > engine.spec.threshold
+        padded, inner = embed_in_air(hu, spacing, engine.spec.hu_window[0], canvas_mm)
+        prob = model_probabilities(engine, padded, spacing, z)
+        return prob[inner] > engine.spec.threshold
     return segment
 
 
@@ -62,7 +93,8 @@ def _summary(rows: list[dict]) -> dict:
     out = {"n": len(rows)}
     for key in ("dice", "iou", "precision", "recall", "f1"):
         vals = [r[key] for r in rows]
-        out[f"{key}_mean" if key in ("dice", "iou") else key] = float(np.mean(vals)) if vals else None
+        name = f"{key}_mean" if key in ("dice", "iou") else key
+        out[name] = float(np.mean(vals)) if vals else None
     if rows:
         out["dice_median"] = float(np.median([r["dice"] for r in rows]))
     return out

@@ -1,5 +1,7 @@
-"""Export a fine-tuned U-Net: ONNX (opset 17, dynamic batch/height/width), a ``.pt2``
-ExportedProgram for the torch engine, and the sidecar JSON, with a parity check.
+"""Export a fine-tuned U-Net: ONNX, ``.pt2`` and sidecar, with a parity check.
+
+ONNX has opset 17 and dynamic batch/height/width; the ``.pt2`` is a ``torch.export``
+ExportedProgram for the torch engine.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ class Encoder(nn.Module):
         super().__init__()
         self.widths = stage_widths(base_width, levels, max_width)
         chans = [in_channels, *self.widths]
-        self.stages = nn.ModuleList(ConvBlock(a, b) for a, b in zip(chans[:-1], chans[1:]))
+        pairs = zip(chans[:-1], chans[1:], strict=True)
+        self.stages = nn.ModuleList(ConvBlock(a, b) for a, b in pairs)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return the feature maps of all stages, finest first."""
@@ -77,7 +78,7 @@ class UNet(nn.Module):
         """Return lesion logits."""
         feats = self.encoder(x)
         y = feats[-1]
-        for block, skip in zip(self.up_blocks, reversed(feats[:-1])):
+        for block, skip in zip(self.up_blocks, reversed(feats[:-1]), strict=True):
             y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], dim=1))
         return self.head(y)

@@ -40,7 +40,7 @@ class PatchCache:
             l0 += z * h * w
 
     def entries(self, patients: list[str] | None = None, negative: bool = False) -> list[int]:
-        """Indices of crops of ``patients`` (all when None), or of negative slices."""
+        """Return the indices of the crops of ``patients`` (all when None) or of negatives."""
         keep = set(patients) if patients is not None else None
         return [
             i for i, m in enumerate(self.meta)
@@ -62,7 +62,7 @@ class PatchSampler:
 
     Crop patches place the crop at a random offset in a zero (= air) canvas, sometimes
     partly outside, so the model also sees the crop's periphery; negative patches are
-    windows centred on random lung pixels of lesion-free slices, labelled 0.
+    windows centred on random body pixels of unlabelled whole slices, labelled 0.
     """
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int) -> None:
@@ -73,7 +73,7 @@ class PatchSampler:
         self.negatives = []
         for i in cache.entries(negative=True):
             zz, yy, xx = np.nonzero(cache.labels[i])
-            self.negatives += [(i, z, y, x) for z, y, x in zip(zz, yy, xx)][::7]
+            self.negatives += [(i, z, y, x) for z, y, x in zip(zz, yy, xx, strict=True)][::7]
 
     def _crop_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
         img, lab = self.cache.images[entry], self.cache.labels[entry]

@@ -24,7 +24,7 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3))
     axes = np.atleast_1d(axes)
     steps = [h["step"] for h in history]
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, keys, strict=False):
         ax.plot(steps, [h.get(key, np.nan) for h in history], marker="o")
         ax.set_title(key)
         ax.set_xlabel("step")

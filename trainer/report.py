@@ -37,7 +37,9 @@ def evaluate_runs(cfg: TrainConfig, root: Path, fractions: list[float]) -> dict:
                 continue
 
             def compute(run=run):
-                export_checkpoint(run / "final.pt", run / "model.onnx", with_pt2=False)
+                onnx = run / "model.onnx"
+                if not onnx.is_file() or onnx.stat().st_mtime < (run / "final.pt").stat().st_mtime:
+                    export_checkpoint(run / "final.pt", onnx, with_pt2=False)
                 return _evaluate_model(run / "model.onnx", records)
 
             results[run.name] = _cached(run / "test_metrics.json", compute)
@@ -99,7 +101,7 @@ def plot_study(results: dict, fractions: list[float], path: Path) -> Path:
         pts = [(f * 100, results[run_name(init, f)]["dice_mean"]) for f in fractions
                if run_name(init, f) in results]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=init)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=init)
     for name, style in (("threshold", "--"), ("kmeans", ":")):
         if name in results:
             ax.axhline(results[name]["dice_mean"], linestyle=style, color="gray", label=name)

@@ -174,7 +174,8 @@ def pretrain_contrastive(cfg: TrainConfig) -> Path:
     def evaluate() -> dict:
         v1, v2 = views(setup.val_x[:128])
         z1, z2 = model(v1), model(v2)
-        sim = torch.nn.functional.normalize(z1, dim=1) @ torch.nn.functional.normalize(z2, dim=1).t()
+        norm = torch.nn.functional.normalize
+        sim = norm(z1, dim=1) @ norm(z2, dim=1).t()
         acc = (sim.argmax(1) == torch.arange(len(z1), device=sim.device)).float().mean()
         return {"val_loss": float(nt_xent(z1, z2, cfg.temperature)), "val_top1": float(acc)}
 

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.cli import main
+from trainer.config import REPO_ROOT, build_config
+from trainer.models import build_model
+
+TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
+
+
+def test_export_parity_and_sidecar(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from engines import create_engine
+    from trainer.checkpoint import save_checkpoint
+    from trainer.export import export_checkpoint
+
+    cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32})
+    model = build_model("UNet", cfg)
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, None, cfg, 0, 0, [])
+    spec, parity = export_checkpoint(ckpt, tmp_path / "m.onnx", {"note": "x"})
+    assert parity < 1e-4 and spec.in_channels == 3 and spec.extra["note"] == "x"
+    assert (tmp_path / "m.pt2").is_file()
+    x = np.random.default_rng(0).random((3, 3, 48, 32), dtype=np.float32)
+    with create_engine("onnx", tmp_path / "m.onnx", threads=1) as engine:
+        got = engine.infer(x)
+    with torch.no_grad():
+        ref = torch.sigmoid(model.eval()(torch.from_numpy(x))).numpy()
+    assert got.shape == (3, 1, 48, 32) and np.abs(got - ref).max() < 1e-4
+    program = torch.export.load(str(tmp_path / "m.pt2"))
+    assert np.abs(program.module()(torch.from_numpy(x)).numpy() - ref).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_cli_tiny_recipe_end_to_end(tiny_vois, tmp_path, capsys):
+    common = ["--config", TINY, "--set", f"vois_dir={tiny_vois}",
+              "--set", f"cache={tmp_path / 'cache.npz'}"]
+    assert main(["cache", *common]) == 0
+    assert main(["pretrain-vae", *common, "--set", f"out_dir={tmp_path / 'vae'}"]) == 0
+    assert main(["pretrain-contrastive", *common, "--set", f"out_dir={tmp_path / 'con'}",
+                 "--set", f"init={tmp_path / 'vae' / 'final.pt'}"]) == 0
+    ft = ["finetune", *common, "--set", f"out_dir={tmp_path / 'ft'}",
+          "--set", f"init={tmp_path / 'con' / 'final.pt'}"]
+    assert main(ft) == 0
+    for name in ("final.pt", "curves.png", "overlays.png", "metrics.jsonl"):
+        assert (tmp_path / "ft" / name).is_file()
+    history = [json.loads(line) for line in (tmp_path / "ft" / "metrics.jsonl").open()]
+    assert [h["step"] for h in history] == [2, 3]
+    assert main([*ft, "--set", "steps=4"]) == 0  # resumes from last.pt at step 3
+    assert len((tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()) == 3
+    onnx = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "ft" / "final.pt"), "--out", str(onnx),
+                 "--no-pt2"]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(onnx), "--vois", str(tiny_vois),
+                 "--patients", "LIDC-IDRI-0004,LIDC-IDRI-0005", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 3 and 0.0 <= result["dice_mean"] <= 1.0
+    assert set(result["by_texture"]) <= {"solid", "part-solid", "non-solid", "unknown"}
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    assert main(["finetune", "--set", "nope=1"]) == 2
+    assert "unknown config keys" in capsys.readouterr().err
+    assert main(["cache", "--set", f"vois_dir={tmp_path}"]) == 2
+    assert "crop folder layout" in capsys.readouterr().err

@@ -1,0 +1,27 @@
+import pytest
+
+from pipeline.errors import ConfigError
+from trainer.config import REPO_ROOT, load_config
+
+
+def test_recipes_load_and_overrides_are_typed(tmp_path):
+    cfg = load_config(REPO_ROOT / "trainer" / "configs" / "default.yaml",
+                      ["lr=1e-3", "steps=7", "init=", "slice_offsets_mm=[-1, 0, 1]"])
+    assert cfg.lr == 0.001 and cfg.steps == 7 and cfg.init == ""
+    assert cfg.slice_offsets_mm == [-1.0, 0.0, 1.0]
+    assert load_config(REPO_ROOT / "trainer" / "configs" / "tiny.yaml").base_width == 4
+
+
+@pytest.mark.parametrize("override, match", [
+    ("stepz=3", "unknown config keys"), ("steps=3.5", "must be int"),
+    ("lr=fast", "must be float"), ("device=tpu", "device"), ("label_fraction=2", r"\[0, 1\]"),
+    ("steps", "key=value"),
+])
+def test_bad_overrides_rejected(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
