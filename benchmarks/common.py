@@ -139,6 +139,16 @@ def run_segment(folder: Path, out: Path, engine: str, model: Path, threads: int,
     return run
 
 
+def source_revision() -> str:
+    """``git describe --always --dirty`` of the repository (``unknown`` without git)."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
 def cpu_threads() -> int:
     """Cores this process may use."""
     try:

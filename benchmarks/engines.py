@@ -34,6 +34,7 @@ from benchmarks.common import (
     machine_description,
     run_segment,
     series_dir,
+    source_revision,
     table,
 )
 from benchmarks.report import write_doc
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown engines {unknown}; choose from {ENGINES}", file=sys.stderr)
         return 2
     machine = machine_description()
+    revision = source_revision()
     int8 = None
     if args.model.is_file() and "onnx-int8" in engines:
         int8 = make_int8(args.model, args.calibration)
@@ -226,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         rows, ref = bench_series(path, args, engines, int8)
         results += rows
         monai += [ref] if ref else []
+    machine["code"] = revision
+    if source_revision() != revision:
+        machine["code"] += f" -> {source_revision()} (code changed during the run)"
     text = render(results, monai, machine, args)
     print(text)
     if args.json:

@@ -43,6 +43,7 @@ def quantize_int8(
     calibration: Iterable[np.ndarray],
     out_path: str | Path | None = None,
     per_channel: bool = True,
+    keep_head_fp32: bool = False,
 ) -> Path:
     """Quantise ``model_path`` to int8 (QDQ, static) and write it with its sidecar.
 
@@ -57,6 +58,9 @@ def quantize_int8(
         Output model; default :func:`int8_path`.
     per_channel : bool
         Per-channel weight scales (more accurate for convolutions).
+    keep_head_fp32 : bool
+        Leave the nodes that produce the output (:func:`head_nodes`: the last convolution
+        and the sigmoid) in fp32, so the logits near the threshold are not quantised.
 
     Returns
     -------
@@ -80,20 +84,37 @@ def quantize_int8(
                 f"calibration batches must be (n, {spec.in_channels}, h, w), got {b.shape}"
             )
     out = Path(out_path) if out_path is not None else int8_path(model_path)
-    _run_quantization(Path(model_path), out, batches, per_channel)
+    exclude = head_nodes(model_path) if keep_head_fp32 else []
+    _run_quantization(Path(model_path), out, batches, per_channel, exclude)
     extra = dict(spec.extra)
     extra["quantization"] = {
         "format": "QDQ int8 static", "weights": "int8 per-channel" if per_channel else "int8",
         "activations": "uint8", "calibration": "MinMax",
         "calibration_slices": int(sum(b.shape[0] for b in batches)),
-        "source_model": Path(model_path).name,
+        "source_model": Path(model_path).name, "fp32_nodes": exclude,
     }
     write_spec(dataclasses.replace(spec, extra=extra), out)
     return out
 
 
+def head_nodes(model_path: str | Path) -> list[str]:
+    """Names of the nodes between the graph output and the last convolution (inclusive)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    names, node = [], producers.get(graph.output[0].name)
+    while node is not None:
+        names.append(node.name)
+        if node.op_type == "Conv" or not node.input:
+            break
+        node = producers.get(node.input[0])
+    return names
+
+
 def _run_quantization(
-    source: Path, out: Path, batches: list[np.ndarray], per_channel: bool
+    source: Path, out: Path, batches: list[np.ndarray], per_channel: bool,
+    exclude: list[str],
 ) -> None:
     try:
         import onnxruntime as ort
@@ -112,6 +133,7 @@ def _run_quantization(
                 str(prepared), str(out), _BatchReader(input_name, batches),
                 quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
             )
         except Exception as exc:
             raise EngineError(f"int8 quantisation of {source} failed: {exc}") from exc

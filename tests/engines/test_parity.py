@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engines import create_engine, default_model_path
-from engines.quantize import compare_outputs, dice, quantize_int8
+from engines.quantize import compare_outputs, dice, head_nodes, quantize_int8
 from engines.spec import read_spec
 
 FP32_ATOL = 1e-4
@@ -69,10 +69,15 @@ def test_torch_cpu_bf16_channels_last_close_to_onnx(
     np.testing.assert_allclose(out, onnx_reference, atol=HALF_ATOL)
 
 
+@pytest.mark.parametrize("keep_head", [False, True])
 def test_int8_quantisation_keeps_the_mask(tiny_model: Path, ct_batch: np.ndarray,
-                                          onnx_reference: np.ndarray, tmp_path: Path) -> None:
-    out_path = quantize_int8(tiny_model, [ct_batch[:4], ct_batch[4:]], tmp_path / "q.onnx")
-    assert read_spec(out_path).extra["quantization"]["calibration_slices"] == 8
+                                          onnx_reference: np.ndarray, tmp_path: Path,
+                                          keep_head: bool) -> None:
+    out_path = quantize_int8(tiny_model, [ct_batch[:4], ct_batch[4:]], tmp_path / "q.onnx",
+                             keep_head_fp32=keep_head)
+    recorded = read_spec(out_path).extra["quantization"]
+    assert recorded["calibration_slices"] == 8
+    assert len(recorded["fp32_nodes"]) == (2 if keep_head else 0)
     with create_engine("onnx", out_path) as engine:
         q = engine.infer(ct_batch)
     threshold = float(np.median(onnx_reference))  # half the pixels foreground: a strict Dice
@@ -80,6 +85,14 @@ def test_int8_quantisation_keeps_the_mask(tiny_model: Path, ct_batch: np.ndarray
     assert delta["dice"] >= 0.9, delta
     assert delta["mean_abs_diff"] < 0.02, delta
     assert delta["reference_voxels"] > 0
+
+
+def test_head_nodes_are_the_sigmoid_and_last_conv(tiny_model: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(tiny_model)).graph
+    ops = {node.name: node.op_type for node in graph.node}
+    assert [ops[name] for name in head_nodes(tiny_model)] == ["Sigmoid", "Conv"]
 
 
 def test_quantisation_rejects_bad_calibration(tiny_model: Path, tmp_path: Path) -> None:
