@@ -21,6 +21,7 @@ test: lint
 	$(VENV)/bin/pytest -q
 
 stop:
+	-deploy/stop-viewer.sh
 	deploy/stop-orthanc.sh
 
 # OHIF viewer next to Orthanc (same origin): `make viewer STUDY=<StudyInstanceUID>` prints the link.

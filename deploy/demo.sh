@@ -42,6 +42,10 @@ cat <<TXT
 Orthanc explorer : $URL/app/explorer.html   (user '$LUNGSEG_USER', password above)
 DICOMweb (QIDO)  : $URL/dicom-web/studies/$STUDY_UID/series
 lungseg jobs     : $URL/lungseg/jobs
-OHIF (optional)  : deploy/install-viewer.sh && deploy/start-viewer.sh $STUDY_UID
 Stop             : make stop
 TXT
+if "$REPO/deploy/ohif/install-ohif.sh" >/dev/null; then
+  "$REPO/deploy/start-viewer.sh" "$STUDY_UID"
+else
+  echo "demo: OHIF not installed (needs npm): see docs/viewer.md"
+fi

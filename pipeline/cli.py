@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from pipeline.errors import LungSegError
 from pipeline.run import SEGMENTERS, PipelineConfig, Segmenter, SeriesResult, process_series
-from pipeline.series import CTSeries
+from pipeline.series import CTSeries, dicom_files
 from pipeline.version import __version__
 
 
@@ -121,11 +121,9 @@ def _send(args: argparse.Namespace) -> int:
     from pipeline.dimse import send_files
 
     folder = args.dicom_dir
-    if not folder.is_dir():
-        raise FileNotFoundError(f"DICOM folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = dicom_files(folder)
     if not files:
-        raise ValueError(f"the folder {folder} holds no files")
+        raise ValueError(f"the folder {folder} holds no DICOM files")
     report = send_files(files, args.host, args.port, args.aet, args.called_aet)
     for item in report.instances:
         if not item.ok:

@@ -170,11 +170,36 @@ def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
     return CTSeries(hu, (spacing_z, row_mm, col_mm), z.astype(np.float64), headers, dropped)
 
 
+NON_DICOM_SUFFIXES = frozenset({".xml", ".txt", ".json", ".md"})
+"""Files with these suffixes (reader annotations, notes) are skipped in series folders."""
+
+
+def dicom_files(path: str | Path) -> list[Path]:
+    """List the candidate DICOM files of a folder (recursively), sorted by path.
+
+    Hidden files, ``ATTRIBUTION`` and files with a suffix in :data:`NON_DICOM_SUFFIXES`
+    are skipped; anything else is returned and must be DICOM.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a folder.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"DICOM folder not found: {folder}")
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+        and p.suffix.lower() not in NON_DICOM_SUFFIXES and p.name != "ATTRIBUTION"
+    )
+
+
 def load_series_dir(path: str | Path, threads: int = 4) -> CTSeries:
     """Load every file of a folder (recursively) as one CT series.
 
-    Files that are not DICOM (e.g. ``DICOMDIR`` or notes) are rejected with their name,
-    except hidden files and ``*.xml`` / ``*.txt`` / ``*.json`` files, which are ignored.
+    Files that are not DICOM (e.g. ``DICOMDIR``) are rejected with their name; the files
+    :func:`dicom_files` skips are ignored.
 
     Raises
     ------
@@ -183,17 +208,9 @@ def load_series_dir(path: str | Path, threads: int = 4) -> CTSeries:
     SeriesRejected
         See :func:`load_series`; also when the folder holds no files.
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"DICOM folder not found: {folder}")
-    ignored = {".xml", ".txt", ".json", ".md"}
-    files = sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in ignored
-        and p.name != "ATTRIBUTION"
-    )
+    files = dicom_files(path)
     if not files:
-        raise SeriesRejected(f"the folder {folder} holds no DICOM files")
+        raise SeriesRejected(f"the folder {path} holds no DICOM files")
     return load_series(files, threads=threads)
 
 

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 
 from pipeline.errors import SeriesRejected
-from pipeline.series import load_series, load_series_dir
+from pipeline.series import dicom_files, load_series, load_series_dir
 
 
 def _datasets(demo_dir):
@@ -149,3 +149,11 @@ def test_index_to_patient_matches_image_position(demo_series):
         20 * 0.703125, 10 * 0.703125, 0,
     ]
     np.testing.assert_allclose(got, expected)
+
+
+def test_reader_annotations_next_to_the_series_are_skipped(demo_copy, demo_series):
+    (demo_copy / "069.xml").write_text("<LidcReadMessage/>")
+    (demo_copy / ".hidden").write_bytes(b"x")
+    files = dicom_files(demo_copy)
+    assert len(files) == 32 and all(p.suffix == ".dcm" for p in files)
+    assert load_series_dir(demo_copy).hu.shape == demo_series.hu.shape
