@@ -57,7 +57,7 @@ class TensorRTEngine(Engine):
         Allow FP16 kernels (default True).
     profile : Profile, optional
         Optimisation profile; default batch 1-64 (tuned for 32) and h/w from
-        ``size_multiple`` to 512 (tuned for 320).
+        ``size_multiple`` to 768 (tuned for 320).
     cache_dir : str or Path, optional
         Engine cache folder; default :func:`engines.trt_cache.default_cache_dir`.
 

@@ -36,7 +36,7 @@ class Profile:
     max_batch: int = 64
     min_hw: int = 16
     opt_hw: int = 320
-    max_hw: int = 512
+    max_hw: int = 768
 
     def __post_init__(self) -> None:
         for lo, mid, hi, what in (
