@@ -44,7 +44,8 @@ def test_cli_tiny_recipe_end_to_end(tiny_vois, tmp_path, capsys):
     assert main(["pretrain-contrastive", *common, "--set", f"out_dir={tmp_path / 'con'}",
                  "--set", f"init={tmp_path / 'vae' / 'final.pt'}"]) == 0
     ft = ["finetune", *common, "--set", f"out_dir={tmp_path / 'ft'}",
-          "--set", f"init={tmp_path / 'con' / 'final.pt'}"]
+          "--set", f"init={tmp_path / 'con' / 'final.pt'}", "--set", "vae_augment_prob=0.5",
+          "--set", f"vae_checkpoint={tmp_path / 'vae' / 'final.pt'}"]
     assert main(ft) == 0
     for name in ("final.pt", "curves.png", "overlays.png", "metrics.jsonl"):
         assert (tmp_path / "ft" / name).is_file()
