@@ -119,6 +119,19 @@ def make_int8(model: Path, calibration: Path) -> Path:
     return quantize_int8(model, [batch[i:i + 8] for i in range(0, len(batch), 8)], out)
 
 
+def snapshot_model(model: Path) -> Path:
+    """Copy the model, its ``.pt2`` and sidecar to the work folder so every row of the run
+    uses the same files even if the model is replaced meanwhile."""
+    import shutil
+
+    folder = WORK / "models" / "snapshot"
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in (".onnx", ".pt2", ".json"):
+        if model.with_suffix(suffix).is_file():
+            shutil.copy2(model.with_suffix(suffix), folder / f"{model.stem}{suffix}")
+    return folder / model.name
+
+
 def int8_delta(fp32_row: dict, int8_row: dict, ctx: dict, args: argparse.Namespace) -> dict:
     """Accuracy delta of int8 vs fp32: Dice of the final lesion masks of the two
     ``lungseg segment`` runs, and probability differences on the real benchmark batch."""
@@ -221,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     revision = source_revision()
     int8 = None
+    if args.model.is_file():
+        args.model = snapshot_model(args.model)
     if args.model.is_file() and "onnx-int8" in engines:
         int8 = make_int8(args.model, args.calibration)
     results, monai = [], []
