@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="models/lungseg-unet.onnx")
     ex.add_argument("--metrics", help="JSON file merged into the sidecar's extra")
     ex.add_argument("--no-pt2", action="store_true")
+    ex.add_argument("--vae", help="VAE checkpoint: also export <out stem>-vae.onnx, an anomaly "
+                    "score, with its validation statistics in the sidecar")
     st = sub.add_parser("study", help="label-efficiency study -> docs/results.md")
     _add_config(st)
     st.add_argument("--stage", choices=("train", "report", "all"), default="all")
@@ -126,7 +128,14 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "export":
         from trainer.export import export_checkpoint
 
-        extra = json.loads(Path(args.metrics).read_text()) if args.metrics else None
+        extra = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+        if args.vae:
+            from trainer.anomaly import export_anomaly
+            from trainer.checkpoint import model_from_checkpoint
+
+            out = Path(args.out)
+            cfg = model_from_checkpoint(args.checkpoint)[1]
+            extra["anomaly"] = export_anomaly(args.vae, out.with_name(out.stem + "-vae.onnx"), cfg)
         spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2)
         print(f"exported {args.out} (max |onnx - torch| = {parity:.2e})")
     else:

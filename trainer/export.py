@@ -32,8 +32,11 @@ def _dynamic_shapes(multiple: int) -> dict:
     return {"x": {0: batch, 2: multiple * h, 3: multiple * w}}
 
 
-def export_onnx(model: torch.nn.Module, path: Path, channels: int, multiple: int) -> Path:
-    """Write ``model`` (probability output) as a single-file ONNX model."""
+def export_onnx(
+    model: torch.nn.Module, path: Path, channels: int, multiple: int,
+    output_name: str = "probabilities",
+) -> Path:
+    """Write ``model`` as a single-file ONNX model with dynamic batch, height and width."""
     import onnx
 
     example = (torch.rand(2, channels, 4 * multiple, 3 * multiple),)
@@ -42,7 +45,7 @@ def export_onnx(model: torch.nn.Module, path: Path, channels: int, multiple: int
         torch.onnx.export(
             model, example, str(tmp_path), opset_version=OPSET, dynamo=True,
             dynamic_shapes=_dynamic_shapes(multiple), input_names=["input"],
-            output_names=["probabilities"],
+            output_names=[output_name],
         )
         proto = onnx.load(str(tmp_path))
     onnx.checker.check_model(proto)
