@@ -112,6 +112,10 @@ class TrainConfig:
             )
         if self.size_multiple % (2**self.levels):
             raise ConfigError(f"size_multiple must be a multiple of {2**self.levels}")
+        if len(self.hu_window) != 2 or not self.hu_window[0] < self.hu_window[1]:
+            raise ConfigError(f"hu_window must be [low, high], low < high, got {self.hu_window}")
+        if not self.slice_offsets_mm:
+            raise ConfigError("slice_offsets_mm must name at least one offset")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
