@@ -3,7 +3,7 @@
 # without network (CPython 3.12, manylinux x86-64) into .whl/ (git-ignored):
 #   pydicom (to read the series, 2.4 MB), and with --full also SimpleITK (~50 MB), highdicom,
 #   pillow-jpls and pynetdicom for the full-pipeline stage.
-# Mind the 64 MiB limit of what travels to the device: the tree (~17 MB) plus
+# Mind the 64 MiB limit of what travels to the device: the tree (~33 MB) plus
 # LIDC-IDRI-0002.tar.xz (52 MB) already exceeds it; see docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
