@@ -106,7 +106,7 @@ class TensorRTEngine(Engine):
         key = self.current_key()
         path = engine_file(self.cache_dir, self.model_path.stem, key)
         self.engine_path = path
-        runtime = self._trt.Runtime(self._logger)
+        runtime = self._runtime = self._trt.Runtime(self._logger)  # must outlive the engine
         if path.is_file():
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is not None:
