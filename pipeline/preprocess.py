@@ -74,13 +74,24 @@ def body_mask(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray
     """
     img = _to_image((hu > -500).astype(np.uint8), spacing)
     body = _largest_components(img, keep=1, min_fraction=1.0)
-    filled = np.stack([_fill_holes_2d(s) for s in sitk.GetArrayFromImage(body).astype(bool)])
-    return filled
+    return _fill_holes_per_slice(sitk.GetArrayFromImage(body))
 
 
-def _fill_holes_2d(slice_mask: np.ndarray) -> np.ndarray:
-    img = sitk.GetImageFromArray(slice_mask.astype(np.uint8))
-    return sitk.GetArrayFromImage(sitk.BinaryFillhole(img)).astype(bool)
+def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of every ``(y, x)`` slice of ``mask`` in one SimpleITK call.
+
+    Each slice gets a one-pixel background border and the slices are stacked into one 2D
+    image: a hole cannot reach across the border rows into another slice, so the result is
+    the same as filling slice by slice, without one filter call per slice.
+    """
+    z, y, x = mask.shape
+    if z == 0:
+        return mask.astype(bool)
+    padded = np.zeros((z, y + 2, x + 2), dtype=np.uint8)
+    padded[:, 1:-1, 1:-1] = mask
+    img = sitk.GetImageFromArray(padded.reshape(z * (y + 2), x + 2))
+    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(img)).reshape(z, y + 2, x + 2)
+    return filled[:, 1:-1, 1:-1].astype(bool)
 
 
 def lung_mask(
@@ -117,7 +128,7 @@ def lung_mask(
     lungs = _largest_components(img, keep=2, min_fraction=0.1)
     lungs = sitk.BinaryMorphologicalClosing(lungs, _radius(spacing, closing_mm))
     arr = sitk.GetArrayFromImage(lungs).astype(bool)
-    return np.stack([_fill_holes_2d(s) for s in arr]) & body
+    return _fill_holes_per_slice(arr) & body
 
 
 def _radius(spacing: tuple[float, float, float], mm: float) -> list[int]:

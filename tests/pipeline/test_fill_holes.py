@@ -1,0 +1,49 @@
+"""Per-slice hole filling in one SimpleITK call equals filling each slice on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from pipeline.preprocess import _fill_holes_per_slice
+
+DEMO = Path(__file__).resolve().parents[2] / "demo" / "LIDC-IDRI-0001"
+
+
+def _reference(mask: np.ndarray) -> np.ndarray:
+    return np.stack([
+        sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(s.astype(np.uint8))))
+        .astype(bool) for s in mask
+    ])
+
+
+def test_holes_do_not_leak_between_slices() -> None:
+    mask = np.zeros((3, 12, 12), bool)
+    mask[0, 2:9, 2:9] = True
+    mask[0, 4:7, 4:7] = False      # a hole: filled
+    mask[1, 0:6, 0:6] = True
+    mask[1, 0:3, 0:3] = False      # open to the image edge: not a hole
+    mask[2, 3:10, 3:10] = True
+    mask[2, 5:8, 5:8] = False
+    mask[2, 6, 5:10] = False       # channel to the outside: not a hole
+    out = _fill_holes_per_slice(mask)
+    np.testing.assert_array_equal(out, _reference(mask))
+    assert out[0, 5, 5] and not out[1, 1, 1] and not out[2, 6, 6]
+
+
+def test_matches_slice_by_slice_on_real_ct() -> None:
+    if not any(DEMO.glob("*.dcm")):
+        pytest.skip(f"demo series {DEMO} not present")
+    from pipeline.series import load_series_dir
+
+    hu = load_series_dir(DEMO).hu
+    for threshold in (-500, -320):
+        mask = hu > threshold
+        np.testing.assert_array_equal(_fill_holes_per_slice(mask), _reference(mask))
+
+
+def test_empty_volume() -> None:
+    assert _fill_holes_per_slice(np.zeros((0, 4, 4), bool)).shape == (0, 4, 4)
