@@ -99,7 +99,7 @@ def create_engine(kind: str, model_path: str | Path | None = None, **options: ob
     Raises
     ------
     ValueError
-        If ``kind`` is unknown.
+        If ``kind`` is unknown, or an option is not one the chosen backend accepts.
     EngineError
         If the model or sidecar is missing, the backend is not installed (the message names
         the extra to install) or it cannot load the model.
@@ -108,7 +108,13 @@ def create_engine(kind: str, model_path: str | Path | None = None, **options: ob
         raise ValueError(f"engine kind must be one of {KINDS}, got {kind!r}")
     path = check_model_files(model_path)
     if kind != "auto":
-        return engine_class(kind)(path, **options)
+        cls = engine_class(kind)
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"engine {kind!r} has no option(s) {unknown}; it accepts {list(cls.OPTIONS)}"
+            )
+        return cls(path, **options)
     return _create_auto(path, options)
 
 

@@ -35,6 +35,7 @@ class PluginConfig:
     engine: str = "onnx"
     model_path: str | None = None
     threads: int | None = None
+    engine_options: tuple[tuple[str, Any], ...] = ()
     min_slices: int = 10
     seg_series_number: int = 9901
     sr_series_number: int = 9902
@@ -49,7 +50,9 @@ class PluginConfig:
 
     def to_json(self) -> str:
         """Serialise to the JSON form the worker process reads back with :func:`from_section`."""
-        return json.dumps({_KEYS_BY_FIELD[k]: v for k, v in asdict(self).items()})
+        data = asdict(self)
+        data["engine_options"] = dict(self.engine_options)
+        return json.dumps({_KEYS_BY_FIELD[k]: v for k, v in data.items()})
 
 
 # field name -> (JSON key, expected type(s), required)
@@ -64,6 +67,7 @@ _SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
     "engine": ("Engine", (str,), False),
     "model_path": ("ModelPath", (str, type(None)), False),
     "threads": ("Threads", (int, type(None)), False),
+    "engine_options": ("EngineOptions", (dict,), False),
     "min_slices": ("MinSlices", (int,), False),
     "seg_series_number": ("SegSeriesNumber", (int,), False),
     "sr_series_number": ("SrSeriesNumber", (int,), False),
@@ -92,7 +96,7 @@ def _checked(section: Mapping[str, Any], name: str) -> Any:
 
 def _type_names(types: tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", float: "a number", bool: "true/false",
-             list: "a list", tuple: "a list", type(None): "null"}
+             list: "a list", tuple: "a list", dict: "an object", type(None): "null"}
     return " or ".join(dict.fromkeys(names[t] for t in types))
 
 
@@ -147,6 +151,8 @@ def from_section(section: Mapping[str, Any]) -> PluginConfig:
     values = {k: v for k, v in values.items() if v is not None or k in ("model_path", "threads")}
     if "site_packages" in values:
         values["site_packages"] = tuple(values["site_packages"])
+    if "engine_options" in values:
+        values["engine_options"] = tuple(sorted(values["engine_options"].items()))
     cfg = PluginConfig(**values)
     _validate(cfg)
     return cfg

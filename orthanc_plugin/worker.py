@@ -29,7 +29,8 @@ def pipeline_config(cfg: PluginConfig) -> Any:
     from pipeline.run import PipelineConfig
 
     return PipelineConfig(segmenter=cfg.segmenter, engine=cfg.engine, model_path=cfg.model_path,
-                          threads=cfg.threads, seg_series_number=cfg.seg_series_number,
+                          threads=cfg.threads, engine_options=cfg.engine_options,
+                          seg_series_number=cfg.seg_series_number,
                           sr_series_number=cfg.sr_series_number, min_slices=cfg.min_slices)
 
 

@@ -17,6 +17,25 @@ from pipeline.series import CTSeries, dicom_files
 from pipeline.version import __version__
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """Parse ``KEY=VALUE``; VALUE ``true``/``false`` becomes a bool, digits an int.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` has no ``=`` or an empty key.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"engine option must be KEY=VALUE, got {text!r}")
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return key.strip(), lowered == "true"
+    if lowered.lstrip("-").isdigit():
+        return key.strip(), int(lowered)
+    return key.strip(), value.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``lungseg``."""
     parser = argparse.ArgumentParser(
@@ -32,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--model", default=None, help="model file (default: the shipped model)")
     seg.add_argument("--threads", type=int, default=None)
     seg.add_argument("--batch-size", type=int, default=8)
+    seg.add_argument(
+        "--engine-option", action="append", default=[], metavar="KEY=VALUE",
+        help="backend option, repeatable (e.g. device=cuda, dtype=fp16 for --engine torch)",
+    )
     send = sub.add_parser("send", help="send a series folder with C-STORE")
     send.add_argument("dicom_dir", type=Path)
     send.add_argument("--host", required=True)
@@ -60,6 +83,7 @@ def _segment(args: argparse.Namespace) -> int:
     config = PipelineConfig(
         segmenter=args.segmenter, engine=args.engine, model_path=args.model,
         threads=args.threads, batch_size=args.batch_size,
+        engine_options=tuple(parse_option(text) for text in args.engine_option),
     )
     segmenter = Segmenter.create(config)
     try:

@@ -48,6 +48,9 @@ class PipelineConfig:
         Series with fewer slices are rejected.
     batch_size : int
         Slices per engine call.
+    engine_options : tuple of (str, object) pairs
+        Backend options passed to :func:`engines.create_engine` (e.g.
+        ``(("device", "cuda"), ("dtype", "fp16"))`` for the torch engine).
     """
 
     segmenter: str = "auto"
@@ -58,6 +61,7 @@ class PipelineConfig:
     sr_series_number: int = 9902
     min_slices: int = 10
     batch_size: int = 8
+    engine_options: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
         if self.segmenter not in SEGMENTERS:
@@ -126,7 +130,9 @@ class Segmenter:
                 raise ConfigError(f"model file not found: {path} (segmenter='model')")
             log.warning("no model at %s: using the threshold baseline", path)
             return cls("threshold")
-        options = {"threads": config.threads} if config.threads else {}
+        options = dict(config.engine_options)
+        if config.threads:
+            options.setdefault("threads", config.threads)
         try:
             engine = engines.create_engine(config.engine, path, **options)
         except (OSError, ValueError, RuntimeError) as exc:

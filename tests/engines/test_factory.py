@@ -136,3 +136,8 @@ def test_probes_run_without_importing() -> None:
     assert module_available("numpy") and not module_available("no_such_module_here")
     assert cuda_device_count() >= 0
     assert set(KINDS) == {"auto", "onnx", "torch", "tensorrt"}
+
+
+def test_option_the_backend_does_not_accept_is_named(tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match=r"no option\(s\) \['dtype'\].*threads"):
+        create_engine("onnx", tiny_model, dtype="fp16")

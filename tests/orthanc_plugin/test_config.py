@@ -59,3 +59,15 @@ def test_whole_configuration():
         from_orthanc_configuration("{}")
     with pytest.raises(ConfigError, match="not valid JSON"):
         from_orthanc_configuration("{")
+
+
+def test_engine_options_reach_the_pipeline_config():
+    from orthanc_plugin.worker import pipeline_config
+
+    cfg = from_section({**BASE, "Engine": "torch",
+                        "EngineOptions": {"dtype": "fp16", "device": "cuda"}})
+    assert cfg.engine_options == (("device", "cuda"), ("dtype", "fp16"))
+    assert from_section(json.loads(cfg.to_json())) == cfg
+    assert dict(pipeline_config(cfg).engine_options) == {"device": "cuda", "dtype": "fp16"}
+    with pytest.raises(ConfigError, match="LungSeg.EngineOptions"):
+        from_section({**BASE, "EngineOptions": ["dtype=fp16"]})

@@ -88,3 +88,23 @@ def test_usage_errors_exit_2():
     assert info.value.code == 2
     with pytest.raises(SystemExit):
         main(["segment", "x", "--out", "y", "--segmenter", "magic"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("dtype=fp16", ("dtype", "fp16")), ("channels_last=true", ("channels_last", True)),
+     ("threads=2", ("threads", 2)), ("compile=False", ("compile", False))],
+)
+def test_engine_option_values_are_typed(text, expected):
+    from pipeline.cli import parse_option
+
+    assert parse_option(text) == expected
+
+
+def test_bad_engine_option_is_a_clear_error(demo_dir, tmp_path, capsys):
+    assert main(["segment", str(demo_dir), "--out", str(tmp_path), "--segmenter", "model",
+                 "--engine-option", "nonsense"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["segment", str(demo_dir), "--out", str(tmp_path), "--segmenter", "model",
+                 "--engine-option", "dtype=fp16"]) == 2
+    assert "no option(s) ['dtype']" in capsys.readouterr().err
