@@ -10,7 +10,7 @@
 #   LUNGSEG_VIEWER_HOST   interface to bind (default 127.0.0.1; 0.0.0.0 for remote browsers)
 #   LUNGSEG_HTTP_PORT     Orthanc's HTTP port (default 8042)
 #   LUNGSEG_ORTHANC_HOST  Orthanc's host (default 127.0.0.1)
-#   LUNGSEG_DATA_DIR      folder for viewer.log and viewer.pid (default var/ in the checkout)
+#   LUNGSEG_DATA_DIR      folder for viewer.log and viewer.pid (default var/orthanc in the checkout, as for Orthanc)
 #   LUNGSEG_OHIF_DIR      installed OHIF app (default deploy/ohif/app; see install-ohif.sh)
 #   LUNGSEG_FOREGROUND=1  stay in the foreground
 #   LUNGSEG_USER, LUNGSEG_PASSWORD  when set, the study's SEG and SR are looked up (QIDO-RS)
@@ -23,7 +23,7 @@ root="$(dirname "$here")"
 port="${LUNGSEG_VIEWER_PORT:-8043}"
 bind="${LUNGSEG_VIEWER_HOST:-127.0.0.1}"
 orthanc="http://${LUNGSEG_ORTHANC_HOST:-127.0.0.1}:${LUNGSEG_HTTP_PORT:-8042}"
-data_dir="${LUNGSEG_DATA_DIR:-$root/var}"
+data_dir="${LUNGSEG_DATA_DIR:-$root/var/orthanc}"
 app_dir="${LUNGSEG_OHIF_DIR:-$here/ohif/app}"
 study="${1:-}"
 

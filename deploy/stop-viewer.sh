@@ -2,7 +2,7 @@
 # Stop the viewer started by deploy/start-viewer.sh (same LUNGSEG_DATA_DIR).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-pid_file="${LUNGSEG_DATA_DIR:-$root/var}/viewer.pid"
+pid_file="${LUNGSEG_DATA_DIR:-$root/var/orthanc}/viewer.pid"
 if [[ ! -f "$pid_file" ]]; then
     echo "stop-viewer: no $pid_file: nothing to stop"
     exit 0

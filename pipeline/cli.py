@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="lungseg: %(message)s")
     logging.getLogger("highdicom").setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     try:
         if args.command == "segment":
             return _segment(args)
