@@ -20,24 +20,9 @@ from ohif_support import (
 )
 from PIL import Image
 
+from pipeline.colour import dicom_lab_to_srgb
+
 pytestmark = pytest.mark.browser
-
-D65_WHITE = np.array([0.950456, 1.0, 1.088754])
-SRGB_FROM_XYZ = np.array([[3.2406, -1.5372, -0.4986],
-                          [-0.9689, 1.8758, 0.0415],
-                          [0.0557, -0.2040, 1.0570]])
-
-
-def dicom_lab_to_rgb(value) -> np.ndarray:
-    """RecommendedDisplayCIELabValue -> sRGB 0..255, unclamped (the conversion OHIF/dcmjs uses)."""
-    lab = np.asarray(value, dtype=float) / 65535.0
-    lightness, a, b = lab[0] * 100.0, lab[1] * 255.0 - 128.0, lab[2] * 255.0 - 128.0
-    fy = (lightness + 16.0) / 116.0
-    f = np.array([fy + a / 500.0, fy, fy - b / 200.0])
-    xyz = D65_WHITE * np.where(f > 6 / 29, f**3, (f - 4 / 29) * 3 * (6 / 29) ** 2)
-    lin = SRGB_FROM_XYZ @ xyz
-    rgb = np.where(lin > 0.0031308, 1.055 * np.abs(lin) ** (1 / 2.4) - 0.055, 12.92 * lin)
-    return rgb * 255.0
 
 
 def pixel_to_world(ds: pydicom.Dataset, row: float, col: float) -> list[float]:
@@ -132,7 +117,7 @@ def test_seg_is_loaded_with_its_colour(ohif, study):
     assert [s["index"] for s in shown] == [int(s.SegmentNumber) for s in ours]
     assert [s["label"] for s in shown] == [s.SegmentLabel for s in ours]
     for seg_item, displayed in zip(ours, shown, strict=True):
-        expected = dicom_lab_to_rgb(seg_item.RecommendedDisplayCIELabValue)
+        expected = dicom_lab_to_srgb(seg_item.RecommendedDisplayCIELabValue)
         assert np.all(expected >= -0.5) and np.all(expected <= 255.5), (
             f"segment {seg_item.SegmentNumber}: CIELab {seg_item.RecommendedDisplayCIELabValue} "
             f"is outside sRGB (rgb {np.round(expected, 1)}); viewers clip it")

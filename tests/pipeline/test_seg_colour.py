@@ -8,24 +8,8 @@ import highdicom as hd
 import numpy as np
 import pytest
 
+from pipeline.colour import dicom_lab_to_srgb
 from pipeline.seg_writer import SEGMENT_COLOR_LAB
-
-D65_WHITE = np.array([0.950456, 1.0, 1.088754])
-SRGB_FROM_XYZ = np.array([[3.2406, -1.5372, -0.4986],
-                          [-0.9689, 1.8758, 0.0415],
-                          [0.0557, -0.2040, 1.0570]])
-
-
-def dicom_lab_to_srgb(value) -> np.ndarray:
-    """Encoded DICOM CIELab (3 x uint16) -> sRGB 0..255, not clipped."""
-    lab = np.asarray(value, dtype=float) / 65535.0
-    lightness, a, b = lab[0] * 100.0, lab[1] * 255.0 - 128.0, lab[2] * 255.0 - 128.0
-    fy = (lightness + 16.0) / 116.0
-    f = np.array([fy + a / 500.0, fy, fy - b / 200.0])
-    xyz = D65_WHITE * np.where(f > 6 / 29, f**3, (f - 4 / 29) * 3 * (6 / 29) ** 2)
-    linear = SRGB_FROM_XYZ @ xyz
-    srgb = np.where(linear > 0.0031308, 1.055 * np.abs(linear) ** (1 / 2.4) - 0.055, 12.92 * linear)
-    return srgb * 255.0
 
 
 @pytest.mark.parametrize(("lab", "rgb"), [
