@@ -15,30 +15,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engines.spec import ModelSpec
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
-from trainer.config import REPO_ROOT, TrainConfig
+from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
 from trainer.data import list_crops, read_crop
 
 _REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
 NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
                     _REFERENCE / "dcmqi" / "data" / "segmentations" / "ct-3slice")
-
-
-def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
-    """Return the sidecar spec implied by the config's input settings."""
-    return ModelSpec(
-        name="lungseg-unet",
-        version="1.0.0",
-        architecture=f"2.5D U-Net (base {cfg.base_width}, {cfg.levels} levels)",
-        slice_offsets_mm=tuple(cfg.slice_offsets_mm),
-        pixel_spacing_mm=cfg.pixel_spacing_mm,
-        hu_window=(cfg.hu_window[0], cfg.hu_window[1]),
-        size_multiple=cfg.size_multiple,
-        threshold=cfg.threshold,
-        min_lesion_volume_mm3=cfg.min_lesion_volume_mm3,
-        extra=extra or {},
-    )
 
 
 def _model_slices(hu, mask, spacing, z, spec, roi=None):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engines.spec import ModelSpec
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +47,9 @@ class TrainConfig:
         Pretraining checkpoint whose encoder initialises the U-Net ("" = from scratch).
     negative_fraction : float
         Share of fine-tuning patches taken from lesion-free lung.
+    subsolid_weight : float
+        How much more often a part-solid or non-solid (ground-glass) crop is drawn than a
+        solid one (1 = uniform over crops).
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -86,6 +90,7 @@ class TrainConfig:
     label_fraction: float = 1.0
     init: str = ""
     negative_fraction: float = 0.25
+    subsolid_weight: float = 1.0
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     bce_weight: float = 1.0
@@ -101,6 +106,8 @@ class TrainConfig:
         for name in ("label_fraction", "negative_fraction", "vae_augment_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.subsolid_weight <= 0.0:
+            raise ConfigError(f"subsolid_weight must be > 0, got {self.subsolid_weight!r}")
         if not 0.0 < self.test_fraction + self.val_fraction < 1.0:
             raise ConfigError("test_fraction + val_fraction must be in (0, 1)")
         for name in ("patch_size", "batch_size", "steps", "base_width", "levels"):
@@ -213,3 +220,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"override must be key=value, got {item!r}")
         values[key.strip()] = _parse_value(raw)
     return build_config(values)
+
+
+def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
+    """Return the sidecar spec implied by the config's input settings."""
+    return ModelSpec(
+        name="lungseg-unet",
+        version="1.0.0",
+        architecture=f"2.5D U-Net (base {cfg.base_width}, {cfg.levels} levels)",
+        slice_offsets_mm=tuple(cfg.slice_offsets_mm),
+        pixel_spacing_mm=cfg.pixel_spacing_mm,
+        hu_window=(cfg.hu_window[0], cfg.hu_window[1]),
+        size_multiple=cfg.size_multiple,
+        threshold=cfg.threshold,
+        min_lesion_volume_mm3=cfg.min_lesion_volume_mm3,
+        extra=extra or {},
+    )

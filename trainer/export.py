@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from engines.spec import ModelSpec, write_spec
-from trainer.cache import spec_from_config
 from trainer.checkpoint import model_from_checkpoint
+from trainer.config import spec_from_config
 from trainer.models import ProbabilityModel
 
 OPSET = 17

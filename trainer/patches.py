@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+SUBSOLID = ("part-solid", "non-solid")
+
 
 class PatchCache:
     """Crops and negative slices from :func:`trainer.cache.build_cache`.
@@ -63,13 +65,19 @@ class PatchSampler:
     Crop patches place the crop at a random offset in a zero (= air) canvas, sometimes
     partly outside, so the model also sees the crop's periphery; negative patches are
     windows centred on random body pixels of unlabelled whole slices, labelled 0.
+    ``subsolid_weight`` draws part-solid and non-solid crops that many times more often than
+    solid ones.
     """
 
-    def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int) -> None:
+    def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
+                 subsolid_weight: float = 1.0) -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
         self.cache, self.crops, self.patch = cache, crops, patch
         self.rng = np.random.default_rng(seed)
+        weights = np.array([subsolid_weight if cache.meta[e]["texture"] in SUBSOLID else 1.0
+                            for e in crops])
+        self.crop_p = weights / weights.sum()
         self.negatives = []
         for i in cache.entries(negative=True):
             zz, yy, xx = np.nonzero(cache.labels[i])
@@ -86,6 +94,11 @@ class PatchSampler:
         _paste(ci, img[k].astype(np.float32), oy, ox)
         _paste(cl, lab[k].astype(np.float32), oy, ox)
         return ci, cl
+
+    def _draw_crop(self) -> int:
+        if np.ptp(self.crop_p) == 0:
+            return self.crops[int(self.rng.integers(len(self.crops)))]
+        return self.crops[int(self.rng.choice(len(self.crops), p=self.crop_p))]
 
     def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
         i, z, y, x = self.negatives[int(self.rng.integers(len(self.negatives)))]
@@ -106,8 +119,7 @@ class PatchSampler:
             if self.negatives and self.rng.random() < negative_fraction:
                 ci, cl = self._negative_patch()
             else:
-                e = entries[j] if entries is not None else self.crops[
-                    int(self.rng.integers(len(self.crops)))]
+                e = entries[j] if entries is not None else self._draw_crop()
                 ci, cl = self._crop_patch(e)
             imgs.append(ci)
             labs.append(cl)
