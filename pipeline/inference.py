@@ -8,9 +8,9 @@ import numpy as np
 
 from engines.base import Engine
 from engines.spec import ModelSpec
-from pipeline.lungs import dilate, fast_lung_mask
+from pipeline.lungs import dilated_box, dilated_slices, fast_lung_mask, gate
 from pipeline.postprocess import keep_mostly_inside
-from pipeline.preprocess import bounding_box, prepare_slices, restore_probabilities
+from pipeline.streaming import iter_model_inputs, restore_mask
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Maps an ``(n, C, h, w)`` float32 batch to ``(n, 1, h, w)`` probabilities."""
@@ -72,7 +72,9 @@ def segment_with_predictor(
     """Segment lesions: lung crop, model input, batched prediction, threshold, lung gate.
 
     Slices without lung are not sent to the model; the in-plane crop is the lung bounding
-    box. Voxels above ``spec.threshold`` count as lesion only inside the lung mask dilated by
+    box. The input is built and the output thresholded batch by batch
+    (:mod:`pipeline.streaming`), so no float volume of the whole region is held. Voxels
+    above ``spec.threshold`` count as lesion only inside the lung mask dilated by
     ``lung_margin_mm`` (juxtapleural lesions sit at its border), and a connected lesion is
     kept only when at least ``min_lung_fraction`` of it lies in the lung mask itself (the
     mask's closing includes nodules; findings along the heart or mediastinum do not).
@@ -115,17 +117,15 @@ def segment_with_predictor(
         raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
     if not lungs.any():
         return np.zeros(hu.shape, dtype=bool)
-    gate = dilate(lungs, spacing, lung_margin_mm)
-    box = bounding_box(gate, (0, 0, 0))
-    probabilities = np.zeros(hu.shape, dtype=np.float32)
-    for run in _runs(lung_slices(gate)):
+    box = dilated_box(lungs, spacing, lung_margin_mm)
+    found = np.zeros(hu.shape, dtype=bool)
+    for run in _runs(dilated_slices(lungs, spacing, lung_margin_mm)):
         roi = (slice(int(run[0]), int(run[-1]) + 1), box[1], box[2])
-        model_input = prepare_slices(hu, spacing, z_positions_mm, spec, roi)
-        prob = predict_batched(model_input.batch, predictor, batch_size)
-        probabilities = np.maximum(
-            probabilities, restore_probabilities(prob, model_input, hu.shape)
-        )
-    return keep_mostly_inside((probabilities > spec.threshold) & gate, lungs, min_lung_fraction)
+        for model_input in iter_model_inputs(hu, spacing, z_positions_mm, spec, roi, batch_size):
+            prob = predict_batched(model_input.batch, predictor, batch_size)
+            found[model_input.roi] = restore_mask(prob, model_input, spec.threshold)
+    found = gate(found, lungs, spacing, lung_margin_mm)
+    return keep_mostly_inside(found, lungs, min_lung_fraction)
 
 
 def _runs(indices: np.ndarray) -> list[np.ndarray]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from pipeline.preprocess import bounding_box
+
 
 def label_lesions(
     mask: np.ndarray,
@@ -63,12 +65,7 @@ def label_lesions(
 
 def nonzero_box(mask: np.ndarray) -> tuple[slice, ...]:
     """Return the bounding box of the non-zero voxels (mask must not be empty)."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
+    return bounding_box(mask, (0,) * mask.ndim)
 
 
 def keep_mostly_inside(

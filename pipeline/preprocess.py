@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from engines.spec import ModelSpec
+from pipeline.morphology import binary_closing, binary_opening
 
 LUNG_AIR_HU = -320.0
 """Voxels below this HU inside the body are candidate lung (air-filled) tissue."""
@@ -47,10 +48,10 @@ def _to_image(array: np.ndarray, spacing: tuple[float, float, float]) -> sitk.Im
 
 
 def _largest_components(mask: sitk.Image, keep: int, min_fraction: float) -> sitk.Image:
-    labels = sitk.RelabelComponent(sitk.ConnectedComponent(mask), sortByObjectSize=True)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(labels)
-    sizes = [stats.GetNumberOfPixels(label) for label in stats.GetLabels()]
+    relabel = sitk.RelabelComponentImageFilter()
+    relabel.SetSortByObjectSize(True)
+    labels = relabel.Execute(sitk.ConnectedComponent(mask))
+    sizes = list(relabel.GetSizeOfObjectsInPixels())
     if not sizes:
         return mask
     kept = [i + 1 for i, s in enumerate(sizes[:keep]) if s >= min_fraction * sizes[0]]
@@ -123,33 +124,47 @@ def lung_mask(
     air = (hu < LUNG_AIR_HU) & body
     if not air.any():
         return air
-    img = _to_image(air.astype(np.uint8), spacing)
-    img = sitk.BinaryMorphologicalOpening(img, _radius(spacing, 1.0))
-    lungs = _largest_components(img, keep=2, min_fraction=0.1)
-    lungs = sitk.BinaryMorphologicalClosing(lungs, _radius(spacing, closing_mm))
-    arr = sitk.GetArrayFromImage(lungs).astype(bool)
-    return _fill_holes_per_slice(arr) & body
+    opened = binary_opening(air, _radius(spacing, 1.0))
+    if not opened.any():
+        return opened
+    # Components, closing and filling on the box of the opened air: exact, since the closing
+    # (with a safe border) of a mask stays inside the mask's bounding box.
+    box = bounding_box(opened, (1, 1, 1))
+    lungs = _largest_components(_to_image(opened[box].astype(np.uint8), spacing), 2, 0.1)
+    lungs_array = sitk.GetArrayFromImage(lungs).astype(bool)
+    closed = binary_closing(lungs_array, _radius(spacing, closing_mm))
+    out = np.zeros(hu.shape, dtype=bool)
+    out[box] = _fill_holes_per_slice(closed)
+    out &= body
+    return out
 
 
-def _radius(spacing: tuple[float, float, float], mm: float) -> list[int]:
-    return [max(1, int(round(mm / s))) for s in (spacing[2], spacing[1], spacing[0])]
+def _radius(spacing: tuple[float, float, float], mm: float) -> tuple[int, int, int]:
+    return (
+        max(1, int(round(mm / spacing[2]))),
+        max(1, int(round(mm / spacing[1]))),
+        max(1, int(round(mm / spacing[0]))),
+    )
 
 
-def bounding_box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 8, 8)) -> tuple[slice, ...]:
+def bounding_box(mask: np.ndarray, margin: tuple[int, ...] = (0, 8, 8)) -> tuple[slice, ...]:
     """Return the bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array.
+
+    Computed from the projections of the mask on each axis (no index arrays).
 
     Raises
     ------
     ValueError
         If the mask is empty.
     """
-    coords = np.nonzero(mask)
-    if coords[0].size == 0:
-        raise ValueError("bounding_box: mask is empty")
-    return tuple(
-        slice(max(0, int(c.min()) - m), min(n, int(c.max()) + 1 + m))
-        for c, m, n in zip(coords, margin, mask.shape, strict=True)
-    )
+    box = []
+    for axis, (grow, size) in enumerate(zip(margin, mask.shape, strict=True)):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other) if other else mask)
+        if hits.size == 0:
+            raise ValueError("bounding_box: mask is empty")
+        box.append(slice(max(0, int(hits[0]) - grow), min(size, int(hits[-1]) + 1 + grow)))
+    return tuple(box)
 
 
 def context_stack(
@@ -174,23 +189,61 @@ def context_stack(
     ndarray
         ``(z, len(offsets), y, x)`` float32.
     """
+    out = np.empty((volume.shape[0], len(offsets_mm), *volume.shape[1:]), dtype=np.float32)
+    for c, (lo, hi, w) in enumerate(context_weights(z_positions_mm, offsets_mm, volume.shape[0])):
+        if lo is None:
+            out[:, c] = volume
+            continue
+        w = w[:, None, None]
+        out[:, c] = volume[lo] * (1.0 - w) + volume[hi] * w
+    return out
+
+
+ContextWeights = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+"""Per channel: lower and upper source slice of every slice and the upper one's weight (all
+None for offset 0, the slice itself)."""
+
+
+def context_weights(
+    z_positions_mm: np.ndarray, offsets_mm: tuple[float, ...], n_slices: int
+) -> list[ContextWeights]:
+    """Return how :func:`context_stack` interpolates each channel between two slices.
+
+    Parameters
+    ----------
+    z_positions_mm : ndarray
+        ``(n_slices,)`` slice positions in mm, strictly increasing.
+    offsets_mm : tuple of float
+        Offsets of the channels in mm.
+    n_slices : int
+        Number of slices of the volume.
+
+    Returns
+    -------
+    list of ContextWeights
+        One ``(lo, hi, w)`` per channel: int index arrays and float32 weights of ``hi``.
+
+    Raises
+    ------
+    ValueError
+        If the positions do not have ``n_slices`` strictly increasing values.
+    """
     z = np.asarray(z_positions_mm, dtype=np.float64)
-    if z.shape != (volume.shape[0],):
-        raise ValueError(f"z_positions_mm must have shape ({volume.shape[0]},), got {z.shape}")
+    if z.shape != (n_slices,):
+        raise ValueError(f"z_positions_mm must have shape ({n_slices},), got {z.shape}")
     if z.size > 1 and np.any(np.diff(z) <= 0):
         raise ValueError("z_positions_mm must be strictly increasing")
-    out = np.empty((volume.shape[0], len(offsets_mm), *volume.shape[1:]), dtype=np.float32)
     index = np.arange(z.size, dtype=np.float64)
-    for c, off in enumerate(offsets_mm):
+    weights: list[ContextWeights] = []
+    for off in offsets_mm:
         if off == 0.0:
-            out[:, c] = volume
+            weights.append((None, None, None))
             continue
         frac = np.interp(z + off, z, index)
         lo = np.floor(frac).astype(int)
         hi = np.minimum(lo + 1, z.size - 1)
-        w = (frac - lo).astype(np.float32)[:, None, None]
-        out[:, c] = volume[lo] * (1.0 - w) + volume[hi] * w
-    return out
+        weights.append((lo, hi, (frac - lo).astype(np.float32)))
+    return weights
 
 
 def resample_inplane(
@@ -223,10 +276,7 @@ def resample_inplane(
     lead = stack.shape[:-2]
     h, w = stack.shape[-2:]
     if shape_yx is None:
-        shape_yx = (
-            max(1, int(round(h * spacing_yx[0] / target_mm))),
-            max(1, int(round(w * spacing_yx[1] / target_mm))),
-        )
+        shape_yx = resampled_shape((h, w), spacing_yx, target_mm)
     if shape_yx == (h, w):
         return stack.astype(np.float32) if linear else stack.copy()
     flat = stack.reshape(-1, h, w)
@@ -241,6 +291,16 @@ def resample_inplane(
         origin, out_spacing, src.GetDirection(), 0.0, src.GetPixelID(),
     )
     return sitk.GetArrayFromImage(res).reshape(*lead, *shape_yx)
+
+
+def resampled_shape(
+    shape_yx: tuple[int, int], spacing_yx: tuple[float, float], target_mm: float
+) -> tuple[int, int]:
+    """Return the in-plane size :func:`resample_inplane` gives ``shape_yx`` at ``target_mm``."""
+    return (
+        max(1, int(round(shape_yx[0] * spacing_yx[0] / target_mm))),
+        max(1, int(round(shape_yx[1] * spacing_yx[1] / target_mm))),
+    )
 
 
 def pad_to_multiple(batch: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
