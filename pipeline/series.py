@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import pixel_array
 
 from pipeline.errors import SeriesRejected
 
@@ -158,13 +159,16 @@ def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
         datasets = list(pool.map(read_dataset, sources))
     _check_uniform(datasets)
     positions = _positions_along_normal(datasets)
+    # Pixel data of the datasets read here is dropped once decoded (the caller's own
+    # datasets are left alone), so the encoded and decoded series are not held together.
+    owned = [not isinstance(source, pydicom.Dataset) for source in sources]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        slices = list(pool.map(_slice_hu, datasets))
+        slices = list(pool.map(_slice_hu, datasets, owned))
     order = np.lexsort((np.array([_instance_number(ds) for ds in datasets]), positions))
     keep, dropped = _deduplicate(order, positions, slices, datasets)
     z = positions[keep]
     spacing_z = _slice_spacing(z)
-    hu = np.stack([slices[i] for i in keep])
+    hu = _stack_releasing(slices, keep)
     headers = [_strip_pixels(datasets[i]) for i in keep]
     row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
     return CTSeries(hu, (spacing_z, row_mm, col_mm), z.astype(np.float64), headers, dropped)
@@ -271,13 +275,16 @@ def _positions_along_normal(datasets: list[pydicom.Dataset]) -> np.ndarray:
     return positions
 
 
-def _slice_hu(ds: pydicom.Dataset) -> np.ndarray:
+def _slice_hu(ds: pydicom.Dataset, release: bool = False) -> np.ndarray:
+    """Decode one slice to HU; with ``release``, delete its pixel data from ``ds``."""
     try:
-        pixels = ds.pixel_array
+        pixels = pixel_array(ds)
     except Exception as exc:  # pydicom raises many types for undecodable pixel data
         raise SeriesRejected(
             f"pixel data of instance {ds.get('InstanceNumber', '?')} cannot be decoded: {exc}"
         ) from exc
+    if release:
+        del ds.PixelData
     if pixels.ndim != 2:
         raise SeriesRejected(f"expected single-frame greyscale slices, got shape {pixels.shape}")
     slope = float(ds.get("RescaleSlope", 1.0))
@@ -308,6 +315,17 @@ def _deduplicate(
             continue
         keep.append(int(i))
     return keep, dropped
+
+
+def _stack_releasing(slices: list[np.ndarray | None], keep: list[int]) -> np.ndarray:
+    """Stack ``slices[keep]`` like ``np.stack``, dropping each slice once copied."""
+    first = slices[keep[0]]
+    dtype = np.result_type(*(slices[i] for i in keep))
+    hu = np.empty((len(keep), *first.shape), dtype=dtype)
+    for k, i in enumerate(keep):
+        hu[k] = slices[i]
+        slices[i] = None
+    return hu
 
 
 def _slice_spacing(z: np.ndarray) -> float:

@@ -157,3 +157,11 @@ def test_reader_annotations_next_to_the_series_are_skipped(demo_copy, demo_serie
     files = dicom_files(demo_copy)
     assert len(files) == 32 and all(p.suffix == ".dcm" for p in files)
     assert load_series_dir(demo_copy).hu.shape == demo_series.hu.shape
+
+
+def test_callers_datasets_keep_their_pixel_data(demo_dir):
+    datasets = _datasets(demo_dir)
+    series = load_series(datasets)
+    assert all("PixelData" in ds for ds in datasets)
+    assert all("PixelData" not in ds for ds in series.datasets)
+    np.testing.assert_array_equal(load_series(sorted(demo_dir.glob("*.dcm"))).hu, series.hu)
