@@ -134,6 +134,28 @@ def torch_sweep(model: Path, batch: Any, dtypes: list[str], sizes: list[int], to
     return rows
 
 
+def compiled_sweep(model: Path, batch: Any, mode: str, size: int, torch: Any, device: Any,
+                   seconds: float, budget: Budget) -> list[dict]:
+    """slices/s of the torch engine in fp16 through ``torch.compile(mode=mode)`` at one batch
+    size (compilation, minutes with max-autotune, is not timed)."""
+    from engines.torch_engine import TorchEngine
+
+    if device.type != "cuda" or not mode or not budget.allows(f"torch.compile {mode}", 150):
+        return []
+    engine = TorchEngine(model, device=str(device), dtype="fp16", compile=mode)
+    x = batch[:size] if batch.shape[0] >= size else batch.repeat(
+        (size + batch.shape[0] - 1) // batch.shape[0], 1, 1, 1)[:size]
+    start = time.perf_counter()
+    engine.infer_tensor(x)
+    sync(torch, device)
+    print(f"  torch.compile({mode}) first call: {time.perf_counter() - start:.1f} s")
+    per_call = timed(lambda: engine.infer_tensor(x), torch, device, seconds)
+    print(f"  {engine.describe():45s} batch {size:4d}: {size / per_call:10.1f} slices/s")
+    engine.close()
+    return [{"engine": engine.describe(), "dtype": "fp16", "batch": size,
+             "slices_per_s": size / per_call}]
+
+
 def tensorrt_sweep(model: Path, batch: Any, sizes: list[int], torch: Any, device: Any,
                    seconds: float, budget: Budget) -> list[dict]:
     """TensorRT fp16 engine (built or loaded from cache) swept like the torch engine."""
@@ -217,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e-batch", type=int, default=64)
     p.add_argument("--max-slices", type=int, default=None,
                    help="use only the first N slices for the model path (full pipeline skipped)")
+    p.add_argument("--compile", default="max-autotune",
+                   help="torch.compile mode for an extra fp16 row at the largest batch "
+                   "('' to skip)")
     p.add_argument("--seconds", type=float, default=1.0, help="timing per measured point")
     p.add_argument("--budget", type=float, default=270.0, help="overall seconds")
     p.add_argument("--json", type=Path, default=None, help="write results here "
@@ -262,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     save()
     results["torch"] = torch_sweep(args.model, batch, dtypes, sizes, torch, device,
                                    args.seconds, budget)
+    save()
+    results["torch"] += compiled_sweep(args.model, batch, args.compile, sizes[-1], torch,
+                                       device, args.seconds, budget)
     save()
     if vol is not None and budget.allows("end to end", 30):
         best = "bf16" if args.cpu_dry_run else "fp16"

@@ -43,6 +43,26 @@ def _resolve_device(torch: Any, device: str | None) -> Any:
     return torch.device(device)
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(value: bool | str | None) -> str | None:
+    """Return the ``torch.compile`` mode for the ``compile`` option (None: no compilation).
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is neither a bool nor one of :data:`COMPILE_MODES`.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "default"
+    if value in COMPILE_MODES:
+        return str(value)
+    raise ValueError(f"compile must be true, false or one of {COMPILE_MODES}, got {value!r}")
+
+
 class TorchEngine(Engine):
     """Run the exported model with PyTorch.
 
@@ -56,8 +76,10 @@ class TorchEngine(Engine):
         Weights and activations precision; outputs are always float32.
     channels_last : bool, optional
         NHWC memory format; default True on CUDA, False on CPU.
-    compile : bool
-        Wrap the module in ``torch.compile`` (first calls per shape are slow).
+    compile : bool or str
+        Wrap the module in ``torch.compile`` (first calls per shape are slow): True or
+        ``'default'``, or another mode of :data:`COMPILE_MODES` (``'max-autotune'`` benchmarks
+        kernels while compiling and was the fastest on an H200, see docs/performance.md).
     threads : int, optional
         CPU threads (``torch.set_num_threads``, process-wide); default all cores.
 
@@ -75,7 +97,8 @@ class TorchEngine(Engine):
 
     def __init__(
         self, model_path: str | Path, device: str | None = None, dtype: str = "fp32",
-        channels_last: bool | None = None, compile: bool = False, threads: int | None = None,
+        channels_last: bool | None = None, compile: bool | str = False,
+        threads: int | None = None,
     ) -> None:
         super().__init__(model_path)
         if dtype not in DTYPES:
@@ -93,8 +116,9 @@ class TorchEngine(Engine):
         module = module.to(device=self.device, dtype=self.dtype)
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
-        self.compiled = bool(compile)
-        self._module = torch.compile(module) if compile else module
+        self.compile_mode = compile_mode(compile)
+        self._module = (torch.compile(module, mode=self.compile_mode) if self.compile_mode
+                        else module)
 
     def _load(self, path: Path) -> Any:
         if not path.is_file():
@@ -145,7 +169,7 @@ class TorchEngine(Engine):
     def describe(self) -> str:
         """Return backend, device, precision, memory format and compile flag."""
         layout = "channels-last" if self.channels_last else "NCHW"
-        extra = ", compiled" if self.compiled else ""
+        extra = f", compiled {self.compile_mode}" if self.compile_mode else ""
         return f"torch ({self.device}, {self.dtype_name}, {layout}{extra})"
 
     def close(self) -> None:

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="models/lungseg-unet.onnx")
     ex.add_argument("--metrics", help="JSON file merged into the sidecar's extra")
     ex.add_argument("--no-pt2", action="store_true")
+    ex.add_argument("--model-version", help="sidecar version (enters the output UIDs); "
+                    "default: the checkpoint's model_version")
     ex.add_argument("--vae", help="VAE checkpoint: also export <out stem>-vae.onnx, an anomaly "
                     "score, with its validation statistics in the sidecar")
     st = sub.add_parser("study", help="label-efficiency study -> docs/results.md")
@@ -136,7 +138,8 @@ def run(argv: list[str] | None = None) -> int:
             out = Path(args.out)
             cfg = model_from_checkpoint(args.checkpoint)[1]
             extra["anomaly"] = export_anomaly(args.vae, out.with_name(out.stem + "-vae.onnx"), cfg)
-        spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2)
+        spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2,
+                                         args.model_version)
         print(f"exported {args.out} (max |onnx - torch| = {parity:.2e})")
     else:
         _study(args)

@@ -64,6 +64,8 @@ class TrainConfig:
         torch CPU threads.
     threshold, min_lesion_volume_mm3 : float
         Post-processing written to the sidecar.
+    model_version : str
+        Version written to the sidecar (it enters the output UIDs).
     """
 
     seed: int = 0
@@ -101,6 +103,7 @@ class TrainConfig:
     num_threads: int = 2
     threshold: float = 0.5
     min_lesion_volume_mm3: float = 10.0
+    model_version: str = "1.0.0"
 
     def __post_init__(self) -> None:
         for name in ("label_fraction", "negative_fraction", "vae_augment_prob"):
@@ -226,7 +229,7 @@ def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
     """Return the sidecar spec implied by the config's input settings."""
     return ModelSpec(
         name="lungseg-unet",
-        version="1.0.0",
+        version=cfg.model_version,
         architecture=f"2.5D U-Net (base {cfg.base_width}, {cfg.levels} levels)",
         slice_offsets_mm=tuple(cfg.slice_offsets_mm),
         pixel_spacing_mm=cfg.pixel_spacing_mm,

@@ -6,6 +6,7 @@ ExportedProgram for the torch engine.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def count_flops_256(model: torch.nn.Module, channels: int) -> float:
 
 def export_checkpoint(
     checkpoint: str | Path, out_path: str | Path, extra: dict | None = None,
-    with_pt2: bool = True,
+    with_pt2: bool = True, version: str | None = None,
 ) -> tuple[ModelSpec, float]:
     """Export a U-Net checkpoint to ``out_path`` (``.onnx``) plus ``.pt2`` and ``.json``.
 
@@ -119,6 +120,8 @@ def export_checkpoint(
         Provenance and metrics merged into the sidecar's ``extra``.
     with_pt2 : bool
         Also write the ``.pt2`` ExportedProgram.
+    version : str, optional
+        Sidecar version; default the checkpoint config's ``model_version``.
 
     Returns
     -------
@@ -156,5 +159,7 @@ def export_checkpoint(
         "training": {**data.get("extra", {}), "config": cfg.to_dict(), "steps": data["step"]},
     }
     spec = spec_from_config(cfg, {**info, **(extra or {})})
+    if version:
+        spec = dataclasses.replace(spec, version=version)
     write_spec(spec, out_path)
     return spec, parity

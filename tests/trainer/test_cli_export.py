@@ -22,6 +22,9 @@ def test_export_parity_and_sidecar(tmp_path):
     ckpt = save_checkpoint(tmp_path / "m.pt", model, None, cfg, 0, 0, [])
     spec, parity = export_checkpoint(ckpt, tmp_path / "m.onnx", {"note": "x"})
     assert parity < 1e-4 and spec.in_channels == 3 and spec.extra["note"] == "x"
+    assert spec.version == cfg.model_version
+    assert export_checkpoint(ckpt, tmp_path / "v.onnx", with_pt2=False,
+                             version="9.9.9")[0].version == "9.9.9"
     assert (tmp_path / "m.pt2").is_file()
     x = np.random.default_rng(0).random((3, 3, 48, 32), dtype=np.float32)
     with create_engine("onnx", tmp_path / "m.onnx", threads=1) as engine:
@@ -55,7 +58,8 @@ def test_cli_tiny_recipe_end_to_end(tiny_vois, tmp_path, capsys):
     assert len((tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()) == 3
     onnx = tmp_path / "model.onnx"
     assert main(["export", "--checkpoint", str(tmp_path / "ft" / "final.pt"), "--out", str(onnx),
-                 "--no-pt2"]) == 0
+                 "--no-pt2", "--model-version", "2.0.1"]) == 0
+    assert json.loads(onnx.with_suffix(".json").read_text())["version"] == "2.0.1"
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(onnx), "--vois", str(tiny_vois),
                  "--patients", "LIDC-IDRI-0004,LIDC-IDRI-0005", "--json", str(out)]) == 0
