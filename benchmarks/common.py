@@ -120,8 +120,10 @@ def lungseg_command() -> list[str]:
 
 
 def run_segment(folder: Path, out: Path, engine: str, model: Path, threads: int,
-                batch_size: int) -> ProcessRun:
+                batch_size: int, options: tuple[str, ...] = ()) -> ProcessRun:
     """Run ``lungseg segment`` as a subprocess and attach lesions.json's timings.
+
+    ``options`` are ``KEY=VALUE`` engine options (``--engine-option``).
 
     Raises
     ------
@@ -131,6 +133,8 @@ def run_segment(folder: Path, out: Path, engine: str, model: Path, threads: int,
     cmd = [*lungseg_command(), "segment", str(folder), "--out", str(out), "--engine", engine,
            "--model", str(model), "--segmenter", "model", "--threads", str(threads),
            "--batch-size", str(batch_size)]
+    for option in options:
+        cmd += ["--engine-option", option]
     run = run_measured(cmd)
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({run.returncode}):\n{run.output[-2000:]}")

@@ -88,11 +88,14 @@ def real_batch(series: object, spec: object, slices: np.ndarray, box: tuple,
 
 
 def model_throughput(kind: str, model: Path, batch: np.ndarray, threads: int,
-                     batch_size: int, repeats: int = 2) -> tuple[float, str]:
-    """Best-of-``repeats`` slices/s of ``engine.infer`` over ``batch`` in chunks."""
+                     batch_size: int, repeats: int = 2, precision: str = "fp32",
+                     ) -> tuple[float, str]:
+    """Best-of-``repeats`` slices/s of ``engine.infer`` over ``batch`` in chunks
+    (``precision`` applies to the onnx engine)."""
     from engines import create_engine
 
-    options = {"threads": threads} if kind == "onnx" else {"threads": threads, "device": "cpu"}
+    options = ({"threads": threads, "precision": precision} if kind == "onnx"
+               else {"threads": threads, "device": "cpu"})
     with create_engine(kind, model, **options) as engine:
         engine.infer(batch[:batch_size])
         best = float("inf")
@@ -142,8 +145,8 @@ def int8_delta(fp32_row: dict, int8_row: dict, ctx: dict, args: argparse.Namespa
 
     masks = [sitk.GetArrayFromImage(sitk.ReadImage(str(Path(r["out"]) / "mask.nii.gz"))) > 0
              for r in (fp32_row, int8_row)]
-    with create_engine("onnx", args.model, threads=args.threads) as fp32, \
-            create_engine("onnx", ctx["int8"], threads=args.threads) as int8:
+    with create_engine("onnx", args.model, threads=args.threads, precision="fp32") as fp32, \
+            create_engine("onnx", ctx["int8"], threads=args.threads, precision="int8") as int8:
         probs = compare_outputs(fp32.infer(ctx["batch"]), int8.infer(ctx["batch"]),
                                 fp32.spec.threshold)
     return {"dice_vs_fp32": dice(*masks), "lesion_voxels_fp32": int(masks[0].sum()),
@@ -154,9 +157,12 @@ def int8_delta(fp32_row: dict, int8_row: dict, ctx: dict, args: argparse.Namespa
 def bench_engine(name: str, ctx: dict, args: argparse.Namespace) -> dict:
     """End-to-end and model-only figures of one engine on one series."""
     kind, model = ("onnx", ctx["int8"]) if name == "onnx-int8" else (name, args.model)
+    precision = "int8" if name == "onnx-int8" else "fp32"
+    options = (f"precision={precision}",) if kind == "onnx" else ()
     out = WORK / "out" / ctx["series"] / name
-    run = run_segment(ctx["folder"], out, kind, model, args.threads, args.batch_size)
-    sps, described = model_throughput(kind, model, ctx["batch"], args.threads, args.batch_size)
+    run = run_segment(ctx["folder"], out, kind, model, args.threads, args.batch_size, options)
+    sps, described = model_throughput(kind, model, ctx["batch"], args.threads, args.batch_size,
+                                      precision=precision)
     model_s = ctx["model_slices"] / sps
     row = {"series": ctx["series"], "slices": ctx["slices"], "engine": name,
            "backend": described, "e2e_s": run.wall_s, "pipeline_s": run.extra["timings"]["total"],

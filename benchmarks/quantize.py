@@ -62,8 +62,8 @@ def compare(fp32_model: Path, int8_model: Path, series_path: str) -> None:
 
     series = load_series_dir(series_dir(series_path))
     masks = []
-    for model in (fp32_model, int8_model):
-        with create_engine("onnx", model) as engine:
+    for model, precision in ((fp32_model, "fp32"), (int8_model, "int8")):
+        with create_engine("onnx", model, precision=precision) as engine:
             start = time.perf_counter()
             masks.append(segment_with_engine(series.hu, series.spacing, series.z_positions_mm,
                                              engine))

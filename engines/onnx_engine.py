@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from engines.base import Engine
+from engines.spec import read_spec, sidecar_path
+from engines.trt_cache import file_sha256
 from pipeline.errors import EngineError
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+PRECISIONS = ("auto", "fp32", "int8")
+
+log = logging.getLogger(__name__)
 
 
 def _level(ort: object, optimization: str) -> object:
@@ -41,6 +47,64 @@ def resolve_threads(threads: int | None) -> int:
     return threads
 
 
+def is_int8(model_path: str | Path) -> bool:
+    """Return True when the sidecar of ``model_path`` records an int8 quantisation."""
+    return "quantization" in read_spec(model_path).extra
+
+
+def int8_sibling_problem(model_path: str | Path) -> str | None:
+    """Why ``<stem>-int8.onnx`` beside ``model_path`` cannot stand in for it (None: it can).
+
+    It can when it and its sidecar exist and the sidecar records the SHA-256 of exactly
+    this fp32 file (:func:`engines.quantize.quantize_int8` writes it).
+    """
+    from engines.quantize import int8_path
+
+    sibling = int8_path(model_path)
+    if not sibling.is_file() or not sidecar_path(sibling).is_file():
+        return f"no int8 model {sibling.name} with its sidecar beside {Path(model_path).name}"
+    source = read_spec(sibling).extra.get("quantization", {}).get("source_sha256")
+    if source != file_sha256(model_path):
+        return f"{sibling.name} was not quantised from this {Path(model_path).name}"
+    return None
+
+
+def select_model_file(model_path: str | Path, precision: str = "auto") -> Path:
+    """Return the file to load for ``precision``.
+
+    ``fp32`` loads ``model_path``; ``int8`` its quantised sibling ``<stem>-int8.onnx``
+    (made by ``python -m benchmarks.quantize``); ``auto`` the sibling when it was quantised
+    from exactly this file, else ``model_path``. A model that is itself int8 is loaded as is
+    by ``auto`` and ``int8``.
+
+    Raises
+    ------
+    ValueError
+        If ``precision`` is not one of :data:`PRECISIONS`.
+    EngineError
+        If ``int8`` is asked for and no matching sibling exists, or ``fp32`` for an int8
+        model.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    path = Path(model_path)
+    if is_int8(path):
+        if precision == "fp32":
+            raise EngineError(f"{path.name} is an int8 model; precision=fp32 needs the fp32 one")
+        return path
+    if precision == "fp32":
+        return path
+    problem = int8_sibling_problem(path)
+    if problem is None:
+        from engines.quantize import int8_path
+
+        return int8_path(path)
+    if precision == "int8":
+        raise EngineError(f"precision=int8: {problem} (make it with python -m benchmarks.quantize)")
+    log.info("onnx engine: fp32 model (%s)", problem)
+    return path
+
+
 class OnnxEngine(Engine):
     """Run the model with ONNX Runtime.
 
@@ -49,6 +113,9 @@ class OnnxEngine(Engine):
     model_path : str or Path
         The ``.onnx`` file (sidecar next to it). An int8 model made by
         :func:`engines.quantize.quantize_int8` loads the same way.
+    precision : {'auto', 'fp32', 'int8'}
+        Which file runs (:func:`select_model_file`): by default the int8 version beside the
+        model when it was quantised from exactly that file.
     threads : int, optional
         Intra-op threads; default all cores this process may use.
     providers : list of str, optional
@@ -65,13 +132,15 @@ class OnnxEngine(Engine):
     """
 
     name = "onnx"
-    OPTIONS = ("threads", "providers", "optimization")
+    OPTIONS = ("threads", "providers", "optimization", "precision")
 
     def __init__(
         self, model_path: str | Path, threads: int | None = None,
         providers: list[str] | None = None, optimization: str = "all",
+        precision: str = "auto",
     ) -> None:
-        super().__init__(model_path)
+        super().__init__(select_model_file(model_path, precision))
+        self.precision = "int8" if is_int8(self.model_path) else "fp32"
         self.threads = resolve_threads(threads)
         if optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(
@@ -111,8 +180,8 @@ class OnnxEngine(Engine):
         return out
 
     def describe(self) -> str:
-        """Return backend, providers and thread count."""
-        return f"onnx ({','.join(self.providers)}, {self.threads} threads)"
+        """Return backend, providers, thread count and precision."""
+        return f"onnx ({','.join(self.providers)}, {self.threads} threads, {self.precision})"
 
     def close(self) -> None:
         """Drop the session."""

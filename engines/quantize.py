@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.spec import read_spec, write_spec
+from engines.trt_cache import file_sha256
 from pipeline.errors import EngineError
 
 
@@ -91,7 +92,8 @@ def quantize_int8(
         "format": "QDQ int8 static", "weights": "int8 per-channel" if per_channel else "int8",
         "activations": "uint8", "calibration": "MinMax",
         "calibration_slices": int(sum(b.shape[0] for b in batches)),
-        "source_model": Path(model_path).name, "fp32_nodes": exclude,
+        "source_model": Path(model_path).name, "source_sha256": file_sha256(model_path),
+        "fp32_nodes": exclude,
     }
     write_spec(dataclasses.replace(spec, extra=extra), out)
     return out

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--series", help="DICOM series folder")
     ev.add_argument("--mask", help="reference mask (NIfTI) on the series grid")
     ev.add_argument("--threads", type=int, default=2)
+    ev.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                    help="onnx engine precision (auto: the int8 model beside MODEL when it was "
+                    "quantised from it, as lungseg runs it)")
     ev.add_argument("--json", required=True, help="output JSON")
     ex = sub.add_parser("export", help="export a fine-tuned checkpoint to ONNX + .pt2 + sidecar")
     ex.add_argument("--checkpoint", required=True)
@@ -84,14 +87,17 @@ def _evaluate(args) -> dict:
         if not args.mask:
             raise ValueError("--series needs --mask")
         kind = args.baseline or "model"
-        return ev.evaluate_series(args.series, args.mask, kind, args.model, args.threads)
+        return ev.evaluate_series(args.series, args.mask, kind, args.model, args.threads,
+                                  args.precision)
     records = ev.select_records(args.vois, _patients(args.patients))
     if args.baseline:
         return ev.evaluate_crops(ev.crop_baseline_segmenter(args.baseline), records, True)
     from engines import create_engine
 
-    with create_engine("onnx", args.model, threads=args.threads) as engine:
-        return ev.evaluate_crops(ev.crop_model_segmenter(engine), records, True)
+    with create_engine("onnx", args.model, threads=args.threads,
+                       precision=args.precision) as engine:
+        result = ev.evaluate_crops(ev.crop_model_segmenter(engine), records, True)
+        return {"engine": engine.describe(), **result}
 
 
 def _study(args) -> None:

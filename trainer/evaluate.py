@@ -186,13 +186,14 @@ def read_reference_mask(mask_path: str | Path, z_positions: np.ndarray, shape: t
 
 def evaluate_series(
     series_dir: str | Path, mask_path: str | Path, segmenter_kind: str = "model",
-    model_path: str | Path | None = None, threads: int = 2,
+    model_path: str | Path | None = None, threads: int = 2, precision: str = "auto",
 ) -> dict:
     """Whole-series evaluation: voxel and lesion-level figures after post-processing.
 
     The model runs through :func:`pipeline.inference.segment_with_engine` (lung crop and
     gate), then :func:`pipeline.postprocess.label_lesions` drops components below the
-    sidecar's ``min_lesion_volume_mm3``: the product's own path.
+    sidecar's ``min_lesion_volume_mm3``: the product's own path. ``precision`` picks the
+    ONNX model file as the engine does (:func:`engines.onnx_engine.select_model_file`).
 
     Raises
     ------
@@ -207,17 +208,17 @@ def evaluate_series(
     hu = series.hu.astype(np.float32)
     ref = read_reference_mask(mask_path, series.z_positions_mm, hu.shape)
     lungs = fast_lung_mask(hu, series.spacing)
-    prob, pred, min_volume = _series_prediction(
-        segmenter_kind, hu, series, lungs, model_path, threads)
+    prob, pred, min_volume, engine = _series_prediction(
+        segmenter_kind, hu, series, lungs, model_path, threads, precision)
     post = label_lesions(pred, series.spacing, min_volume) > 0
-    out = {"segmenter": segmenter_kind, "n_slices": int(hu.shape[0])}
+    out = {"segmenter": segmenter_kind, "engine": engine, "n_slices": int(hu.shape[0])}
     out.update(voxel_metrics(prob, post, ref))
     out.update(lesion_detection(post, ref))
     out["false_positives_per_scan"] = out["false_positives"]
     return out
 
 
-def _series_prediction(kind, hu, series, lungs, model_path, threads):
+def _series_prediction(kind, hu, series, lungs, model_path, threads, precision):
     from pipeline import baseline
     from pipeline.inference import segment_with_engine
     from pipeline.preprocess import bounding_box
@@ -225,12 +226,12 @@ def _series_prediction(kind, hu, series, lungs, model_path, threads):
     if kind in ("threshold", "kmeans"):
         func = baseline.threshold_segment if kind == "threshold" else baseline.kmeans_segment
         pred = func(hu, series.spacing, lungs=lungs)
-        return pred.astype(np.float32), pred, baseline.BaselineParams().min_volume_mm3
+        return pred.astype(np.float32), pred, baseline.BaselineParams().min_volume_mm3, kind
     if kind != "model":
         raise ValueError(f"segmenter_kind must be model, threshold or kmeans, got {kind!r}")
     from engines import create_engine
 
-    with create_engine("onnx", model_path, threads=threads) as engine:
+    with create_engine("onnx", model_path, threads=threads, precision=precision) as engine:
         pred = segment_with_engine(hu, series.spacing, series.z_positions_mm, engine,
                                    lungs=lungs)
         box = bounding_box(lungs, (0, 8, 8))
@@ -238,4 +239,4 @@ def _series_prediction(kind, hu, series, lungs, model_path, threads):
         prob[:, box[1], box[2]] = model_probabilities(
             engine, np.ascontiguousarray(hu[:, box[1], box[2]]), series.spacing,
             series.z_positions_mm)
-    return prob, pred, engine.spec.min_lesion_volume_mm3
+    return prob, pred, engine.spec.min_lesion_volume_mm3, engine.describe()

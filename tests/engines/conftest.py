@@ -94,3 +94,10 @@ def tiny_spec() -> ModelSpec:
 def prepare_ct():
     """:func:`prepared_batch` (fixtures cannot be imported under ``--import-mode=importlib``)."""
     return prepared_batch
+
+
+@pytest.fixture(scope="session")
+def ct_batch(ct_series, tiny_spec, prepare_ct) -> np.ndarray:
+    """Eight real CT slices through the middle of the series, lung-cropped."""
+    mid = ct_series.hu.shape[0] // 2
+    return prepare_ct(ct_series, tiny_spec, slice(mid - 4, mid + 4))

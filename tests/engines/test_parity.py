@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engines import create_engine, default_model_path
-from engines.quantize import compare_outputs, dice, head_nodes, quantize_int8
+from engines.quantize import compare_outputs, dice, head_nodes, int8_path, quantize_int8
 from engines.spec import read_spec
 
 FP32_ATOL = 1e-4
@@ -22,13 +22,6 @@ HALF_ATOL = 3e-2
 def _cuda() -> bool:
     torch = pytest.importorskip("torch")
     return torch.cuda.is_available()
-
-
-@pytest.fixture(scope="module")
-def ct_batch(ct_series, tiny_spec, prepare_ct) -> np.ndarray:
-    """Eight real CT slices through the middle of the series, lung-cropped."""
-    mid = ct_series.hu.shape[0] // 2
-    return prepare_ct(ct_series, tiny_spec, slice(mid - 4, mid + 4))
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +157,12 @@ def test_shipped_model_engines_agree(ct_series, prepare_ct) -> None:
     spec = read_spec(model)
     mid = ct_series.hu.shape[0] // 2
     batch = prepare_ct(ct_series, spec, slice(mid - 4, mid + 4))
-    with create_engine("onnx", model) as engine:
+    with create_engine("onnx", model, precision="fp32") as engine:
         reference = engine.infer(batch)
+    if int8_path(model).is_file():  # the shipped int8 model that `auto` precision runs
+        with create_engine("onnx", model, precision="int8") as engine:
+            delta = compare_outputs(reference, engine.infer(batch), spec.threshold)
+        assert delta["dice"] >= 0.95 and delta["mean_abs_diff"] < 1e-3, delta
     for kind, options in _shipped_engines():
         if not model.with_suffix(".pt2").is_file() and kind == "torch":
             pytest.fail(f"shipped model has no {model.with_suffix('.pt2').name}")
