@@ -24,13 +24,15 @@ import numpy as np
 
 DEFAULT_RULES: dict[str, Any] = {
     "Modality": "^CT$",
-    "ImageType": ["ORIGINAL", "PRIMARY", "!LOCALIZER", "!DERIVED"],
+    "ImageType": ["ORIGINAL", "!LOCALIZER", "!DERIVED"],
     "ImageType3?": "(?i)^AXIAL$",
     "NumberOfSlices": [10, ">="],
     "SliceOrientation?": "^AXIAL$",
 }
-"""CT, original/primary, not a localizer, axial (when the third ImageType value or the
-orientation is known), at least 10 slices."""
+"""CT, original (not derived: no MPR/MIP reformats), not a localizer, axial (when the third
+ImageType value or the orientation is known), at least 10 slices. PRIMARY is not required:
+acquired axial CT is often stored as ORIGINAL\\SECONDARY\\AXIAL after an export or
+anonymisation (LIDC-IDRI-0002 is)."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,

@@ -21,6 +21,17 @@ def test_default_rules_accept_an_axial_primary_ct():
     assert matches(DEFAULT_RULES, _attrs()) == (True, "")
 
 
+def test_default_rules_accept_original_secondary_axial_ct():
+    """Acquired CT re-exported as ORIGINAL\\SECONDARY\\AXIAL (as LIDC-IDRI-0002 is)."""
+    assert matches(DEFAULT_RULES, _attrs(ImageType=["ORIGINAL", "SECONDARY", "AXIAL"])) == (
+        True, "")
+
+
+def test_default_rules_reject_derived_reformats():
+    ok, why = matches(DEFAULT_RULES, _attrs(ImageType=["DERIVED", "SECONDARY", "AXIAL", "MIP"]))
+    assert not ok and "ORIGINAL" in why
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
