@@ -184,8 +184,9 @@ def write_report(cfg: TrainConfig, root: Path, fractions: list[float], out: Path
             "Regenerate (19 training processes; about 7 minutes on one H200, many hours on "
             "2 CPU cores):", "",
             "```", "trainer cache --config trainer/configs/default.yaml",
-            "trainer study --config trainer/configs/default.yaml --set negative_fraction=0.25 "
-            "--set device=cuda --jobs 19 --root runs/gpu", "```", "",
+            "trainer study --config trainer/configs/default.yaml --set base_width=16 "
+            "--set negative_fraction=0.25 --set device=cuda --jobs 19 --root runs/gpu", "```",
+            "", "(The study ran with base width 16, before the default became 12.)", "",
             "Whole-series rows come from `trainer evaluate --series DIR --mask MASK "
             "[--model M | --baseline threshold|kmeans] --json runs/gpu/series_<name>.json`.", "",
             "Mean per-nodule 3D Dice on the crops of the held-out test patients.", "",
