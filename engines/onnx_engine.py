@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine
+from engines.quantize import int8_path
 from engines.spec import read_spec, sidecar_path
 from engines.trt_cache import file_sha256
 from pipeline.errors import EngineError
@@ -58,8 +59,6 @@ def int8_sibling_problem(model_path: str | Path) -> str | None:
     It can when it and its sidecar exist and the sidecar records the SHA-256 of exactly
     this fp32 file (:func:`engines.quantize.quantize_int8` writes it).
     """
-    from engines.quantize import int8_path
-
     sibling = int8_path(model_path)
     if not sibling.is_file() or not sidecar_path(sibling).is_file():
         return f"no int8 model {sibling.name} with its sidecar beside {Path(model_path).name}"
@@ -96,8 +95,6 @@ def select_model_file(model_path: str | Path, precision: str = "auto") -> Path:
         return path
     problem = int8_sibling_problem(path)
     if problem is None:
-        from engines.quantize import int8_path
-
         return int8_path(path)
     if precision == "int8":
         raise EngineError(f"precision=int8: {problem} (make it with python -m benchmarks.quantize)")
@@ -140,7 +137,7 @@ class OnnxEngine(Engine):
         precision: str = "auto",
     ) -> None:
         super().__init__(select_model_file(model_path, precision))
-        self.precision = "int8" if is_int8(self.model_path) else "fp32"
+        self.precision = "int8" if "quantization" in self.spec.extra else "fp32"
         self.threads = resolve_threads(threads)
         if optimization not in OPTIMIZATION_LEVELS:
             raise ValueError(

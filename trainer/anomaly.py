@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.checkpoint import model_from_checkpoint
 from trainer.config import TrainConfig
-from trainer.export import export_onnx
+from trainer.export import export_onnx, load_for_export
 
 
 class ReconstructionError(nn.Module):
@@ -70,12 +69,7 @@ def export_anomaly(
     ValueError
         If the checkpoint is not a VAE or ``out_path`` does not end in ``.onnx``.
     """
-    out_path = Path(out_path)
-    if out_path.suffix != ".onnx":
-        raise ValueError(f"out_path must end in .onnx, got {out_path}")
-    vae, vae_cfg, data = model_from_checkpoint(vae_checkpoint)
-    if data["class_name"] != "VAE":
-        raise ValueError(f"checkpoint must hold a VAE, got {data['class_name']}")
+    vae, vae_cfg, data, out_path = load_for_export(vae_checkpoint, out_path, "VAE")
     model = ReconstructionError(vae).eval()
     with torch.no_grad():
         scores = model(torch.from_numpy(validation_patches(cfg))).numpy()

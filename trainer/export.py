@@ -62,6 +62,31 @@ def export_pt2(model: torch.nn.Module, path: Path, channels: int, multiple: int)
     return path
 
 
+def load_for_export(
+    checkpoint: str | Path, out_path: str | Path, class_name: str,
+) -> tuple[torch.nn.Module, object, dict, Path]:
+    """Check the target path and load a checkpoint holding a ``class_name`` network.
+
+    Returns
+    -------
+    net, cfg, data, out_path
+        The network (eval mode), its :class:`trainer.config.TrainConfig`, the checkpoint's
+        content and ``out_path`` as a Path.
+
+    Raises
+    ------
+    ValueError
+        If ``out_path`` does not end in ``.onnx`` or the checkpoint holds another class.
+    """
+    out_path = Path(out_path)
+    if out_path.suffix != ".onnx":
+        raise ValueError(f"out_path must end in .onnx, got {out_path}")
+    net, cfg, data = model_from_checkpoint(checkpoint)
+    if data["class_name"] != class_name:
+        raise ValueError(f"checkpoint must hold a {class_name}, got {data['class_name']}")
+    return net, cfg, data, out_path
+
+
 def parity_check(model: torch.nn.Module, onnx_path: Path, channels: int, multiple: int) -> float:
     """Return the largest |ONNX - PyTorch| probability difference over a few input sizes.
 
@@ -137,12 +162,7 @@ def export_checkpoint(
     ParityError
         If ONNX and PyTorch disagree.
     """
-    out_path = Path(out_path)
-    if out_path.suffix != ".onnx":
-        raise ValueError(f"out_path must end in .onnx, got {out_path}")
-    net, cfg, data = model_from_checkpoint(checkpoint)
-    if data["class_name"] != "UNet":
-        raise ValueError(f"checkpoint must hold a UNet, got {data['class_name']}")
+    net, cfg, data, out_path = load_for_export(checkpoint, out_path, "UNet")
     model = ProbabilityModel(net).eval()
     channels, multiple = len(cfg.slice_offsets_mm), cfg.size_multiple
     out_path.parent.mkdir(parents=True, exist_ok=True)
