@@ -169,7 +169,9 @@ def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
     z = positions[keep]
     spacing_z = _slice_spacing(z)
     hu = _stack_releasing(slices, keep)
-    headers = [_strip_pixels(datasets[i]) for i in keep]
+    # The datasets read here lost their pixel data in _slice_hu and serve as headers as they
+    # are; copying them would convert every raw element (about 2 ms per instance).
+    headers = [datasets[i] if owned[i] else _strip_pixels(datasets[i]) for i in keep]
     row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
     return CTSeries(hu, (spacing_z, row_mm, col_mm), z.astype(np.float64), headers, dropped)
 

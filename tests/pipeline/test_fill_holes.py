@@ -34,6 +34,19 @@ def test_holes_do_not_leak_between_slices() -> None:
     assert out[0, 5, 5] and not out[1, 1, 1] and not out[2, 6, 6]
 
 
+def test_diagonal_gap_is_a_hole() -> None:
+    """Background reaching the outside only through a corner is a hole (face connectivity)."""
+    mask = np.ones((1, 7, 7), bool)
+    mask[0, 0, :] = mask[0, :, 0] = False
+    mask[0, 2, 2] = False          # touches the outside only diagonally, via (1, 1)
+    mask[0, 1, 1] = False
+    mask[0, 1, 2] = True
+    mask[0, 2, 1] = True
+    out = _fill_holes_per_slice(mask)
+    np.testing.assert_array_equal(out, _reference(mask))
+    assert out[0, 2, 2] and not out[0, 1, 1]
+
+
 def test_matches_slice_by_slice_on_real_ct() -> None:
     if not any(DEMO.glob("*.dcm")):
         pytest.skip(f"demo series {DEMO} not present")
