@@ -35,6 +35,8 @@ class TrainConfig:
         Training patch height and width (pixels at ``pixel_spacing_mm``).
     base_width, levels, max_width : int
         U-Net width at full resolution, number of downsamplings, channel cap.
+    decoder : {'concat', 'additive'}
+        U-Net decoder (:class:`trainer.models.UNet`); ``additive`` is cheaper on a CPU.
     latent_channels, beta : int, float
         VAE latent channels and KL weight.
     proj_dim, temperature : int, float
@@ -80,6 +82,7 @@ class TrainConfig:
     base_width: int = 16
     levels: int = 4
     max_width: int = 128
+    decoder: str = "concat"
     latent_channels: int = 32
     beta: float = 0.01
     proj_dim: int = 64
@@ -126,6 +129,8 @@ class TrainConfig:
             raise ConfigError(f"hu_window must be [low, high], low < high, got {self.hu_window}")
         if not self.slice_offsets_mm:
             raise ConfigError("slice_offsets_mm must name at least one offset")
+        if self.decoder not in ("concat", "additive"):
+            raise ConfigError(f"decoder must be 'concat' or 'additive', got {self.decoder!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -230,7 +235,10 @@ def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
     return ModelSpec(
         name="lungseg-unet",
         version=cfg.model_version,
-        architecture=f"2.5D U-Net (base {cfg.base_width}, {cfg.levels} levels)",
+        architecture=(
+            f"2.5D U-Net (base {cfg.base_width}, {cfg.levels} levels"
+            + (", additive decoder)" if cfg.decoder == "additive" else ")")
+        ),
         slice_offsets_mm=tuple(cfg.slice_offsets_mm),
         pixel_spacing_mm=cfg.pixel_spacing_mm,
         hu_window=(cfg.hu_window[0], cfg.hu_window[1]),

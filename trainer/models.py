@@ -62,26 +62,71 @@ class Encoder(nn.Module):
         return feats
 
 
-class UNet(nn.Module):
-    """U-Net with skip connections over :class:`Encoder`; returns logits ``(n, 1, h, w)``."""
+DECODERS = ("concat", "additive")
 
-    def __init__(self, in_channels: int, base_width: int, levels: int, max_width: int) -> None:
+
+class UNet(nn.Module):
+    """U-Net with skip connections over :class:`Encoder`; returns logits ``(n, 1, h, w)``.
+
+    Parameters
+    ----------
+    in_channels, base_width, levels, max_width : int
+        As :class:`Encoder`.
+    decoder : {'concat', 'additive'}
+        ``concat``: upsample, concatenate the skip, two 3x3 convolutions (the classic
+        U-Net). ``additive``: a 1x1 convolution to the skip's width, upsample, add the skip
+        (as in LinkNet / FPN), two 3x3 convolutions, and a single one at full resolution.
+        The full-resolution level holds a quarter of the U-Net's multiply-adds but most of
+        its CPU time (memory-bound layers with few channels); ``additive`` makes it cheaper.
+    """
+
+    def __init__(
+        self, in_channels: int, base_width: int, levels: int, max_width: int,
+        decoder: str = "concat",
+    ) -> None:
         super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        self.decoder_style = decoder
         self.encoder = Encoder(in_channels, base_width, levels, max_width)
         w = self.encoder.widths
-        self.up_blocks = nn.ModuleList(
-            ConvBlock(w[i + 1] + w[i], w[i]) for i in reversed(range(levels))
-        )
+        if decoder == "concat":
+            self.up_blocks = nn.ModuleList(
+                ConvBlock(w[i + 1] + w[i], w[i]) for i in reversed(range(levels))
+            )
+        else:
+            self.reduce = nn.ModuleList(
+                nn.Conv2d(w[i + 1], w[i], 1) for i in reversed(range(levels))
+            )
+            self.up_blocks = nn.ModuleList(
+                ConvBlock(w[i], w[i]) if i else _conv_bn_relu(w[i], w[i])
+                for i in reversed(range(levels))
+            )
         self.head = nn.Conv2d(w[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return lesion logits."""
         feats = self.encoder(x)
         y = feats[-1]
-        for block, skip in zip(self.up_blocks, reversed(feats[:-1]), strict=True):
-            y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-            y = block(torch.cat([y, skip], dim=1))
+        for k, (block, skip) in enumerate(zip(self.up_blocks, reversed(feats[:-1]), strict=True)):
+            if self.decoder_style == "concat":
+                y = _upsample(y)
+                y = block(torch.cat([y, skip], dim=1))
+            else:
+                y = block(_upsample(self.reduce[k](y)) + skip)
         return self.head(y)
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _upsample(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class ProbabilityModel(nn.Module):
@@ -173,4 +218,4 @@ def build_model(class_name: str, cfg: object) -> nn.Module:
         return VAE(*common, cfg.latent_channels)
     if class_name == "ContrastiveModel":
         return ContrastiveModel(*common, cfg.proj_dim)
-    return UNet(*common)
+    return UNet(*common, decoder=cfg.decoder)

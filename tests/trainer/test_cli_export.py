@@ -11,17 +11,21 @@ from trainer.models import build_model
 TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 
 
-def test_export_parity_and_sidecar(tmp_path):
+@pytest.mark.parametrize("decoder", ["concat", "additive"])
+def test_export_parity_and_sidecar(tmp_path, decoder):
     pytest.importorskip("onnxruntime")
     from engines import create_engine
     from trainer.checkpoint import save_checkpoint
     from trainer.export import export_checkpoint
 
-    cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32})
+    cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
+                        "decoder": decoder})
     model = build_model("UNet", cfg)
+    _randomise_batch_norm(model)
     ckpt = save_checkpoint(tmp_path / "m.pt", model, None, cfg, 0, 0, [])
     spec, parity = export_checkpoint(ckpt, tmp_path / "m.onnx", {"note": "x"})
     assert parity < 1e-4 and spec.in_channels == 3 and spec.extra["note"] == "x"
+    assert ("additive decoder" in spec.architecture) == (decoder == "additive")
     assert spec.version == cfg.model_version
     assert export_checkpoint(ckpt, tmp_path / "v.onnx", with_pt2=False,
                              version="9.9.9")[0].version == "9.9.9"
@@ -36,6 +40,16 @@ def test_export_parity_and_sidecar(tmp_path):
     with torch.no_grad():
         got_pt2 = program.module()(torch.from_numpy(x)).numpy()
     assert np.abs(got_pt2 - ref).max() < 1e-4
+
+
+def _randomise_batch_norm(model: torch.nn.Module) -> None:
+    """Give batch norm non-trivial statistics, so parity covers the folded layers."""
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0.0, 0.1, generator=generator)
+                module.running_var.uniform_(0.5, 2.0, generator=generator)
 
 
 @pytest.mark.slow
