@@ -30,7 +30,11 @@ def _sitk_resample(
 
 @pytest.mark.parametrize(
     ("shape", "spacing", "target"),
-    [((3, 41, 57), (0.68, 0.68), 0.78), ((2, 37, 30), (0.9, 0.6), 0.78), ((1, 16, 16), (0.5, 0.5), 1.1)],
+    [
+        ((3, 41, 57), (0.68, 0.68), 0.78),
+        ((2, 37, 30), (0.9, 0.6), 0.78),
+        ((1, 16, 16), (0.5, 0.5), 1.1),
+    ],
 )
 def test_linear_matches_sitk(shape: tuple, spacing: tuple, target: float) -> None:
     stack = np.random.default_rng(1).normal(size=shape).astype(np.float32)
