@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from pipeline.morphology import fill_holes
+
 
 @dataclass(frozen=True)
 class Axes:
@@ -186,7 +188,7 @@ def _largest_filled(mask: np.ndarray) -> np.ndarray:
     img = sitk.GetImageFromArray(mask.astype(np.uint8))
     labels = sitk.RelabelComponent(sitk.ConnectedComponent(img, False), sortByObjectSize=True)
     largest = sitk.BinaryThreshold(labels, 1, 1, 1, 0)
-    return sitk.GetArrayFromImage(sitk.BinaryFillhole(largest)).astype(bool)
+    return fill_holes(sitk.GetArrayFromImage(largest).astype(bool))
 
 
 def _drop_collinear(path: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from pipeline.geometry2d import outline, principal_axes
+from pipeline.morphology import fill_holes
 from pipeline.postprocess import nonzero_box
 
 NECROTIC_HU = (-10.0, 40.0)
@@ -159,9 +160,4 @@ def _measure_one(
 
 def _filled(mask: np.ndarray) -> np.ndarray:
     """Fill holes in 3-D and in every axial slice (union), so cavities count as inside."""
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(img)).astype(bool)
-    for k in range(mask.shape[0]):
-        sl = sitk.GetImageFromArray(mask[k].astype(np.uint8))
-        filled[k] |= sitk.GetArrayFromImage(sitk.BinaryFillhole(sl)).astype(bool)
-    return filled
+    return fill_holes(mask) | fill_holes(mask, per_slice=True)

@@ -110,3 +110,45 @@ def binary_closing(mask: np.ndarray, radius: tuple[int, int, int]) -> np.ndarray
     padded = np.pad(mask.astype(bool), ((rz, rz), (ry, ry), (rx, rx)))
     closed = erode_ball(dilate_ball(padded, radius), radius)
     return closed[rz : rz + mask.shape[0], ry : ry + mask.shape[1], rx : rx + mask.shape[2]]
+
+
+def fill_holes(mask: np.ndarray, per_slice: bool = False) -> np.ndarray:
+    """Fill the holes of a boolean mask: background not face-connected to the border.
+
+    Equals SimpleITK's ``BinaryFillhole`` (face connectivity) on the whole array, or on
+    every ``(y, x)`` slice on its own with ``per_slice``, by one connected-component
+    labelling of the background: about half the cost of ``BinaryFillhole``, and one call
+    for all slices (each gets a background border and the slices are stacked into one 2-D
+    image, so all borders form one component and no hole reaches into another slice).
+
+    Parameters
+    ----------
+    mask : ndarray
+        2-D ``(y, x)`` or 3-D ``(z, y, x)`` mask.
+    per_slice : bool
+        Fill each axial slice of a 3-D mask in 2-D (ignored for 2-D masks).
+
+    Returns
+    -------
+    ndarray
+        Boolean mask of the same shape.
+
+    Raises
+    ------
+    ValueError
+        If ``mask`` is not 2-D or 3-D.
+    """
+    if mask.ndim not in (2, 3):
+        raise ValueError(f"mask must be 2-D or 3-D, got shape {mask.shape}")
+    if mask.ndim == 2:
+        return fill_holes(mask[None], per_slice=True)[0]
+    if mask.size == 0:
+        return mask.astype(bool)
+    pad = ((0, 0), (1, 1), (1, 1)) if per_slice else ((1, 1), (1, 1), (1, 1))
+    background = np.pad(~mask.astype(bool), pad, constant_values=True).view(np.uint8)
+    image = background.reshape(-1, background.shape[2]) if per_slice else background
+    labels = sitk.GetArrayFromImage(
+        sitk.ConnectedComponent(sitk.GetImageFromArray(image), False)
+    ).reshape(background.shape)
+    inner = labels[:, 1:-1, 1:-1] if per_slice else labels[1:-1, 1:-1, 1:-1]
+    return inner != labels.flat[0]

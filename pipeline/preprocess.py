@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from engines.spec import ModelSpec
-from pipeline.morphology import binary_closing, binary_opening
+from pipeline.morphology import binary_closing, binary_opening, fill_holes
 
 LUNG_AIR_HU = -320.0
 """Voxels below this HU inside the body are candidate lung (air-filled) tissue."""
@@ -75,26 +75,7 @@ def body_mask(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray
     """
     img = _to_image((hu > -500).astype(np.uint8), spacing)
     body = _largest_components(img, keep=1, min_fraction=1.0)
-    return _fill_holes_per_slice(sitk.GetArrayFromImage(body))
-
-
-def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Fill the holes of every ``(y, x)`` slice of ``mask`` in one SimpleITK call.
-
-    Each slice gets a one-pixel background border and the slices are stacked into one 2D
-    image, so the borders of all slices form one background component; a background pixel
-    is a hole when its 4-connected component is not that one. This equals
-    ``sitk.BinaryFillhole`` slice by slice (face connectivity) at about half its cost.
-    """
-    z, y, x = mask.shape
-    if z == 0:
-        return mask.astype(bool)
-    background = np.ones((z, y + 2, x + 2), dtype=np.uint8)
-    background[:, 1:-1, 1:-1] = ~mask.astype(bool)
-    img = sitk.GetImageFromArray(background.reshape(z * (y + 2), x + 2))
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(img, False))
-    labels = labels.reshape(z, y + 2, x + 2)
-    return labels[:, 1:-1, 1:-1] != labels[0, 0, 0]
+    return fill_holes(sitk.GetArrayFromImage(body), per_slice=True)
 
 
 def lung_mask(
@@ -136,7 +117,7 @@ def lung_mask(
     lungs_array = sitk.GetArrayFromImage(lungs).astype(bool)
     closed = binary_closing(lungs_array, _radius(spacing, closing_mm))
     out = np.zeros(hu.shape, dtype=bool)
-    out[box] = _fill_holes_per_slice(closed)
+    out[box] = fill_holes(closed, per_slice=True)
     out &= body
     return out
 

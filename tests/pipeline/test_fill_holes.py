@@ -1,4 +1,4 @@
-"""Per-slice hole filling in one SimpleITK call equals filling each slice on its own."""
+"""Hole filling by background labelling equals SimpleITK's BinaryFillhole (3-D, per slice, 2-D)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipeline.preprocess import _fill_holes_per_slice
+from pipeline.morphology import fill_holes
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "LIDC-IDRI-0001"
 
@@ -29,7 +29,7 @@ def test_holes_do_not_leak_between_slices() -> None:
     mask[2, 3:10, 3:10] = True
     mask[2, 5:8, 5:8] = False
     mask[2, 6, 5:10] = False       # channel to the outside: not a hole
-    out = _fill_holes_per_slice(mask)
+    out = fill_holes(mask, per_slice=True)
     np.testing.assert_array_equal(out, _reference(mask))
     assert out[0, 5, 5] and not out[1, 1, 1] and not out[2, 6, 6]
 
@@ -42,7 +42,7 @@ def test_diagonal_gap_is_a_hole() -> None:
     mask[0, 1, 1] = False
     mask[0, 1, 2] = True
     mask[0, 2, 1] = True
-    out = _fill_holes_per_slice(mask)
+    out = fill_holes(mask, per_slice=True)
     np.testing.assert_array_equal(out, _reference(mask))
     assert out[0, 2, 2] and not out[0, 1, 1]
 
@@ -55,8 +55,22 @@ def test_matches_slice_by_slice_on_real_ct() -> None:
     hu = load_series_dir(DEMO).hu
     for threshold in (-500, -320):
         mask = hu > threshold
-        np.testing.assert_array_equal(_fill_holes_per_slice(mask), _reference(mask))
+        np.testing.assert_array_equal(fill_holes(mask, per_slice=True), _reference(mask))
 
 
 def test_empty_volume() -> None:
-    assert _fill_holes_per_slice(np.zeros((0, 4, 4), bool)).shape == (0, 4, 4)
+    assert fill_holes(np.zeros((0, 4, 4), bool), per_slice=True).shape == (0, 4, 4)
+
+
+def test_random_masks_match_binary_fillhole_in_3d_and_2d() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random(tuple(rng.integers(1, 10, 3))) > rng.uniform(0.2, 0.8)
+        reference = sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))
+        np.testing.assert_array_equal(fill_holes(mask), sitk.GetArrayFromImage(reference) > 0)
+        np.testing.assert_array_equal(fill_holes(mask[0]), _reference(mask[:1])[0])
+
+
+def test_rejects_other_dimensions() -> None:
+    with pytest.raises(ValueError, match="2-D or 3-D"):
+        fill_holes(np.zeros(4, bool))

@@ -8,7 +8,6 @@ import SimpleITK as sitk
 from pipeline.lungs import fast_lung_mask
 from pipeline.preprocess import (
     LUNG_AIR_HU,
-    _fill_holes_per_slice,
     _largest_components,
     _radius,
     _to_image,
@@ -25,7 +24,8 @@ def _sitk_lung_mask(hu: np.ndarray, spacing, closing_mm: float = 6.0) -> np.ndar
                                           list(_radius(spacing, 1.0)))
     lungs = _largest_components(img, keep=2, min_fraction=0.1)
     lungs = sitk.BinaryMorphologicalClosing(lungs, list(_radius(spacing, closing_mm)))
-    return _fill_holes_per_slice(sitk.GetArrayFromImage(lungs).astype(bool)) & body
+    filled = [sitk.BinaryFillhole(lungs[:, :, k]) for k in range(lungs.GetSize()[2])]
+    return np.stack([sitk.GetArrayFromImage(f) > 0 for f in filled]) & body
 
 
 def test_lung_mask_equals_the_simpleitk_pipeline(demo_series) -> None:
