@@ -39,7 +39,7 @@ class PluginConfig:
     min_slices: int = 10
     seg_series_number: int = 9901
     sr_series_number: int = 9902
-    poll_interval_s: float = 0.25
+    poll_interval_s: float = 0.05
     scan_on_start: bool = True
     worker_restart_delay_s: float = 2.0
 

@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,9 @@ from orthanc_plugin.orthanc_http import OrthancClient
 from orthanc_plugin.triage import METADATA_NAME
 from pipeline.errors import SeriesRejected
 from pipeline.selection import DEFAULT_RULES, matches, series_attributes
+
+DOWNLOAD_THREADS = 4
+"""Parallel instance downloads from Orthanc (its HTTP server answers them concurrently)."""
 
 
 @dataclass
@@ -81,13 +85,20 @@ def selection_rules(min_slices: int) -> dict[str, Any]:
 def export_series(client: OrthancClient, series_id: str) -> tuple[dict[str, Any], list[bytes]]:
     """Download a series' description and the DICOM file of each instance.
 
+    The files come in ``DOWNLOAD_THREADS`` parallel requests, in the order of the
+    series' instance list.
+
     Raises
     ------
     OrthancHttpError
         If Orthanc answers with an error.
     """
     info = client.get_json(f"/series/{series_id}")
-    files = [client.request("GET", f"/instances/{i}/file") for i in info["Instances"]]
+    with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS) as pool:
+        files = list(pool.map(
+            lambda instance: client.request("GET", f"/instances/{instance}/file"),
+            info["Instances"],
+        ))
     return info, files
 
 
