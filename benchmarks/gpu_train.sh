@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train the candidate models of the default recipe in parallel on one GPU machine (the
-# run behind models/README.md's candidate table), then pack the checkpoints and measure the
-# smallest candidates with benchmarks/gpu_check.sh.
+# Train the concat-decoder candidates of models/README.md's table (the 1.1.0 run) in parallel
+# on one GPU machine, then pack the checkpoints and measure the smallest candidates with
+# benchmarks/gpu_check.sh. DECODER=additive trains the same widths with the decoder of 1.2.0.
 #
 # Usage (repository root; needs PyTorch with CUDA, numpy, tqdm, yaml, matplotlib, and the
 # patch cache of `trainer cache` in runs/cache/patches.npz):
@@ -20,7 +20,9 @@ OUT="${OUT:-runs/gpu_train}"
 RUNS="$(mktemp -d)"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-cfg=(--config trainer/configs/default.yaml --set device="$DEVICE" --set num_threads=2)
+DECODER="${DECODER:-concat}"
+cfg=(--config trainer/configs/default.yaml --set device="$DEVICE" --set num_threads=2
+     --set decoder="$DECODER")
 
 job() {  # name, command, args...
   local name="$1"; shift
