@@ -185,8 +185,11 @@ def write_report(cfg: TrainConfig, root: Path, fractions: list[float], out: Path
             "2 CPU cores):", "",
             "```", "trainer cache --config trainer/configs/default.yaml",
             "trainer study --config trainer/configs/default.yaml --set base_width=16 "
-            "--set negative_fraction=0.25 --set device=cuda --jobs 19 --root runs/gpu", "```",
-            "", "(The study ran with base width 16, before the default became 12.)", "",
+            "--set decoder=concat --set negative_fraction=0.25 --set device=cuda --jobs 19 "
+            "--root runs/gpu", "```",
+            "", "(The study ran with base width 16 and the concatenating decoder, before the "
+            "default became base 12 (1.1.0) and then base 16 with the additive decoder "
+            "(1.2.0).)", "",
             "Whole-series rows come from `trainer evaluate --series DIR --mask MASK "
             "[--model M | --baseline threshold|kmeans] --json runs/gpu/series_<name>.json`.", "",
             "Mean per-nodule 3D Dice on the crops of the held-out test patients.", "",
