@@ -2,7 +2,7 @@
 
 Builds each architecture of ``trainer.models.UNet`` with random weights (speed does not
 depend on the weights), exports it to ONNX, quantises it to int8 on real CT, and times both
-files with ONNX Runtime on the lung-cropped central slices of a real series, prepared as the
+files with the onnx engine on the lung-cropped central slices of a real series, prepared as the
 pipeline does. ONNX Runtime's profiler attributes each node's time to its output's
 resolution, which gives the share of int8 time spent at full resolution. Ratios are against
 the first row, measured in the same run.
@@ -18,13 +18,12 @@ import argparse
 import collections
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import cpu_threads, machine_description, series_dir, table
-from benchmarks.engines import lung_geometry, real_batch
+from benchmarks.engines import lung_geometry, model_throughput, real_batch
 
 VARIANTS = (("concat", 12), ("concat", 8), ("concat", 16), ("additive", 12), ("additive", 16))
 
@@ -65,22 +64,9 @@ def export_variant(decoder: str, base: int, folder: Path) -> tuple[Path, int, fl
     return path, params, count_flops_256(net, channels)
 
 
-def throughput(path: Path, batch: np.ndarray, threads: int, repeats: int) -> float:
-    """Best-of-``repeats`` slices/s of ONNX Runtime over ``batch`` in chunks of 8."""
-    session = _session(path, threads, profile=False)
-    session.run(None, {"input": batch[:8]})
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for i in range(0, len(batch), 8):
-            session.run(None, {"input": batch[i:i + 8]})
-        best = min(best, time.perf_counter() - start)
-    return len(batch) / best
-
-
 def full_resolution_share(path: Path, batch: np.ndarray, threads: int) -> float:
     """Share of ONNX Runtime node time whose output has the input's height and width."""
-    session = _session(path, threads, profile=True)
+    session = _profiling_session(path, threads)
     for i in range(0, len(batch), 8):
         session.run(None, {"input": batch[i:i + 8]})
     events = json.loads(Path(session.end_profiling()).read_text())
@@ -101,14 +87,13 @@ def _has_plane(dims: list[int], h: int, w: int) -> bool:
     return any(dims[i] == h and dims[i + 1] == w for i in range(len(dims) - 1))
 
 
-def _session(path: Path, threads: int, profile: bool) -> object:
+def _profiling_session(path: Path, threads: int) -> object:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.enable_profiling = profile
-    if profile:
-        options.profile_file_prefix = str(path.with_suffix(""))
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -129,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         for decoder, base in VARIANTS:
             path, params, gmac = export_variant(decoder, base, Path(tmp))
             int8 = quantize_int8(path, [batch[i:i + 8] for i in range(0, len(batch), 8)])
-            fp32_speed = throughput(path, batch, args.threads, args.repeats)
-            int8_speed = throughput(int8, batch, args.threads, args.repeats)
+            fp32_speed = model_throughput("onnx", path, batch, args.threads, 8, args.repeats,
+                                          "fp32")[0]
+            int8_speed = model_throughput("onnx", int8, batch, args.threads, 8, args.repeats,
+                                          "int8")[0]
             share = full_resolution_share(int8, batch, args.threads)
             reference = reference or (fp32_speed, int8_speed)
             rows.append({

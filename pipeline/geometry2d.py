@@ -142,7 +142,19 @@ def outline(mask: np.ndarray) -> np.ndarray:
     if mask.ndim != 2 or not mask.any():
         raise ValueError(f"mask must be a non-empty 2-D array, got shape {mask.shape}")
     region = _largest_filled(mask)
-    edges = _boundary_edges(region)
+    padded = np.pad(region, 1)
+    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    rows, cols = np.nonzero(region)
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+        pr, pc = r + 1, c + 1
+        if not padded[pr - 1, pc]:
+            edges.setdefault((c, r), []).append((c + 1, r))
+        if not padded[pr, pc + 1]:
+            edges.setdefault((c + 1, r), []).append((c + 1, r + 1))
+        if not padded[pr + 1, pc]:
+            edges.setdefault((c + 1, r + 1), []).append((c, r + 1))
+        if not padded[pr, pc - 1]:
+            edges.setdefault((c, r + 1), []).append((c, r))
     start = min(edges)
     path = [start]
     current = start
@@ -150,38 +162,6 @@ def outline(mask: np.ndarray) -> np.ndarray:
         current = edges[current].pop()
         path.append(current)
     return _drop_collinear(np.array(path, dtype=np.float64))
-
-
-_SIDES = (
-    # (neighbour row offset, neighbour column offset, edge start (c, r), edge end (c, r))
-    (-1, 0, (0, 0), (1, 0)),   # top side, left to right
-    (0, 1, (1, 0), (1, 1)),    # right side, downwards
-    (1, 0, (1, 1), (0, 1)),    # bottom side, right to left
-    (0, -1, (0, 1), (0, 0)),   # left side, upwards
-)
-
-
-def _boundary_edges(region: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """Map each pixel corner to the clockwise boundary edges that start there.
-
-    Edges are listed pixel by pixel in row-major order, sides in :data:`_SIDES` order, so
-    the walk through a corner shared by two diagonal pixels is deterministic.
-    """
-    padded = np.pad(region, 1)
-    h, w = region.shape
-    parts = []
-    for side, (dr, dc, (c0, r0), (c1, r1)) in enumerate(_SIDES):
-        neighbour = padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
-        rows, cols = np.nonzero(region & ~neighbour)
-        parts.append(np.stack([
-            rows, cols, np.full_like(rows, side), cols + c0, rows + r0, cols + c1, rows + r1,
-        ], axis=1))
-    table = np.concatenate(parts)
-    table = table[np.lexsort((table[:, 2], table[:, 1], table[:, 0]))]
-    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for _, _, _, sc, sr, ec, er in table.tolist():
-        edges.setdefault((sc, sr), []).append((ec, er))
-    return edges
 
 
 def _largest_filled(mask: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from engines.onnx_engine import PRECISIONS
 from pipeline.errors import LungSegError
 
 
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--series", help="DICOM series folder")
     ev.add_argument("--mask", help="reference mask (NIfTI) on the series grid")
     ev.add_argument("--threads", type=int, default=2)
-    ev.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+    ev.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="onnx engine precision (auto: the int8 model beside MODEL when it was "
                     "quantised from it, as lungseg runs it)")
     ev.add_argument("--json", required=True, help="output JSON")

@@ -13,6 +13,8 @@ from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
+DECODERS = ("concat", "additive")
+"""U-Net decoders of :class:`trainer.models.UNet`."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,8 @@ class TrainConfig:
             raise ConfigError(f"hu_window must be [low, high], low < high, got {self.hu_window}")
         if not self.slice_offsets_mm:
             raise ConfigError("slice_offsets_mm must name at least one offset")
-        if self.decoder not in ("concat", "additive"):
-            raise ConfigError(f"decoder must be 'concat' or 'additive', got {self.decoder!r}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from trainer.config import DECODERS
+
 
 def stage_widths(base_width: int, levels: int, max_width: int) -> list[int]:
     """Return the channel widths of the ``levels + 1`` encoder stages."""
@@ -60,9 +62,6 @@ class Encoder(nn.Module):
             x = stage(x)
             feats.append(x)
         return feats
-
-
-DECODERS = ("concat", "additive")
 
 
 class UNet(nn.Module):

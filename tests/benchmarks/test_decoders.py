@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.decoders import _has_plane, export_variant, full_resolution_share, throughput
+from benchmarks.decoders import _has_plane, export_variant, full_resolution_share
+from benchmarks.engines import model_throughput
 
 
 def test_has_plane_finds_height_and_width_next_to_each_other() -> None:
@@ -22,6 +23,6 @@ def test_variant_exports_runs_and_profiles(tmp_path, decoder: str) -> None:
     assert path.is_file() and path.with_suffix(".json").is_file()
     assert params > 0 and gmac > 0
     batch = np.random.default_rng(0).random((8, 3, 64, 48), dtype=np.float32)
-    assert throughput(path, batch, threads=1, repeats=1) > 0
+    assert model_throughput("onnx", path, batch, 1, 8, repeats=1, precision="fp32")[0] > 0
     share = full_resolution_share(path, batch, threads=1)
     assert 0.0 < share < 1.0
