@@ -151,10 +151,11 @@ def _send(args: argparse.Namespace) -> int:
         raise ValueError(f"the folder {folder} holds no DICOM files")
     report = send_files(files, args.host, args.port, args.aet, args.called_aet)
     for item in report.instances:
+        tries = f" on attempt {item.attempts}" if item.attempts > 1 else ""
         if not item.ok:
-            print(f"FAILED {item.path}: {item.message}", file=sys.stderr)
-        elif args.verbose:
-            print(f"stored {item.path} (status 0x{item.status:04X})")
+            print(f"FAILED {item.path}{tries}: {item.message}", file=sys.stderr)
+        elif args.verbose or tries:
+            print(f"stored {item.path}{tries} (status 0x{item.status:04X})")
     print(f"sent {report.sent} of {len(report.instances)} instance(s) to "
           f"{args.called_aet}@{args.host}:{args.port}")
     return 0 if not report.failures else 1

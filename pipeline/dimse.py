@@ -13,16 +13,23 @@ from pynetdicom import AE, evt
 from pynetdicom.events import Event
 
 MAX_CONTEXTS = 128
+SEND_ATTEMPTS = 2
 
 
 @dataclass
 class InstanceStatus:
-    """Outcome of one C-STORE: ``status`` is the DIMSE status (None: not sent)."""
+    """Outcome of one C-STORE: ``status`` is the DIMSE status (None: not sent).
+
+    ``attempts`` counts associations the instance was offered on; ``unanswered`` marks an
+    instance that got no reply because the association timed out or was aborted.
+    """
 
     path: str
     sop_instance_uid: str
     status: int | None
     message: str = ""
+    attempts: int = 1
+    unanswered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -63,6 +70,12 @@ def send_files(
 ) -> SendReport:
     """Send DICOM files with C-STORE over one association (TCP_NODELAY set).
 
+    Instances left without an answer (DIMSE timeout, association aborted part-way) are sent
+    once more over a new association. A receiver stores a repeated SOP Instance UID once, and a
+    reply can go missing without any network fault: pynetdicom's association reactor can take
+    a C-STORE response off the queue before ``send_c_store`` reads it when the machine is busy
+    (pynetdicom issue #875).
+
     Parameters
     ----------
     paths : sequence of str or Path
@@ -95,28 +108,37 @@ def send_files(
         if not aet or len(aet) > 16:
             raise ValueError(f"{name} must be 1-16 characters, got {aet!r}")
     report = SendReport()
-    headers = _read_headers(paths, report)
-    if not headers:
-        return report
+    pending = _read_headers(paths, report)
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-    for sop_class in sorted({str(h.SOPClassUID) for _, h in headers})[:MAX_CONTEXTS]:
+    for sop_class in sorted({str(h.SOPClassUID) for _, h in pending})[:MAX_CONTEXTS]:
         ae.add_requested_context(sop_class)
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        if not pending:
+            break
+        results = _send_over_one_association(ae, host, int(port), called_aet, pending)
+        retry = attempt < SEND_ATTEMPTS and any(r.unanswered for r in results)
+        for result in results:
+            result.attempts = attempt
+        report.instances.extend(r for r in results if not (retry and r.unanswered))
+        again = [retry and r.unanswered for r in results]
+        pending = [item for item, send in zip(pending, again, strict=True) if send]
+    return report
+
+
+def _send_over_one_association(
+    ae: AE, host: str, port: int, called_aet: str, headers: list[tuple[Path, pydicom.Dataset]]
+) -> list[InstanceStatus]:
     assoc = ae.associate(
-        host, int(port), ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)]
+        host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)]
     )
     if not assoc.is_established:
         reason = f"association with {called_aet}@{host}:{port} was rejected or failed"
-        report.instances.extend(
-            InstanceStatus(str(p), str(h.SOPInstanceUID), None, reason) for p, h in headers
-        )
-        return report
+        return [InstanceStatus(str(p), str(h.SOPInstanceUID), None, reason) for p, h in headers]
     try:
-        for path, header in headers:
-            report.instances.append(_store_one(assoc, path, header))
+        return [_store_one(assoc, path, header) for path, header in headers]
     finally:
         assoc.release()
-    return report
 
 
 def _read_headers(
@@ -140,9 +162,11 @@ def _store_one(assoc: object, path: Path, header: pydicom.Dataset) -> InstanceSt
     try:
         status = assoc.send_c_store(pydicom.dcmread(path))
     except (ValueError, RuntimeError, OSError) as exc:
-        return InstanceStatus(str(path), uid, None, f"not sent: {exc}")
+        return InstanceStatus(str(path), uid, None, f"not sent: {exc}",
+                              unanswered=not assoc.is_established)
     if not status or "Status" not in status:
-        return InstanceStatus(str(path), uid, None, "no response (timeout or aborted)")
+        return InstanceStatus(str(path), uid, None, "no response (timeout or aborted)",
+                              unanswered=True)
     code = int(status.Status)
     message = "" if code == 0 else str(status.get("ErrorComment", f"status 0x{code:04X}"))
     return InstanceStatus(str(path), uid, code, message)

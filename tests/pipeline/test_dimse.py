@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -22,11 +23,16 @@ def _free_port() -> int:
 def scp():
     received: dict[str, str] = {}
     refuse: set[str] = set()
+    stalls: dict[str, int] = {}
 
     def on_store(event):
         ds = event.dataset
         if ds.SOPInstanceUID in refuse:
             return 0xA700
+        if stalls.get(ds.SOPInstanceUID, 0) > 0:
+            stalls[ds.SOPInstanceUID] -= 1
+            time.sleep(2.0)
+            return 0x0000
         received[ds.SOPInstanceUID] = event.assoc.requestor.ae_title
         return 0x0000
 
@@ -36,12 +42,12 @@ def scp():
     server = ae.start_server(
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
-    yield port, received, refuse
+    yield port, received, refuse, stalls
     server.shutdown()
 
 
 def test_send_files_stores_every_instance_with_nodelay(scp, demo_dir, monkeypatch):
-    port, received, _ = scp
+    port, received, _, _ = scp
     nodelay = []
     original = dimse._set_nodelay
 
@@ -61,7 +67,7 @@ def test_send_files_stores_every_instance_with_nodelay(scp, demo_dir, monkeypatc
 
 
 def test_cli_send_reports_every_instance(scp, demo_dir, capsys):
-    port, received, _ = scp
+    port, received, _, _ = scp
     args = ["send", str(demo_dir), "--host", "127.0.0.1", "--port", str(port),
             "--called-aet", "TESTSCP", "--verbose"]
     assert main(args) == 0
@@ -72,7 +78,7 @@ def test_cli_send_reports_every_instance(scp, demo_dir, capsys):
 
 
 def test_refused_and_unreadable_instances_are_listed(scp, demo_dir, tmp_path):
-    port, received, refuse = scp
+    port, received, refuse, _ = scp
     import pydicom
 
     paths = sorted(demo_dir.glob("*.dcm"))[:3]
@@ -106,3 +112,30 @@ def test_send_validates_arguments(demo_dir):
         send_files([demo_dir / "027.dcm"], "127.0.0.1", 70000)
     with pytest.raises(ValueError, match="called_aet"):
         send_files([demo_dir / "027.dcm"], "127.0.0.1", 104, called_aet="X" * 17)
+
+
+def test_unanswered_instance_is_sent_again_on_a_new_association(scp, demo_dir):
+    port, received, _, stalls = scp
+    import pydicom
+
+    paths = sorted(demo_dir.glob("*.dcm"))[:4]
+    stalled = pydicom.dcmread(paths[1], stop_before_pixels=True).SOPInstanceUID
+    stalls[stalled] = 1
+    report = send_files(paths, "127.0.0.1", port, called_aet="TESTSCP", timeout_s=1)
+    assert report.failures == []
+    assert report.sent == len(paths) == len(received)
+    attempts = {i.sop_instance_uid: i.attempts for i in report.instances}
+    assert attempts[stalled] == 2
+    assert sorted(attempts.values()) == [1, 2, 2, 2]
+
+
+def test_an_instance_unanswered_twice_is_reported_as_failed(scp, demo_dir):
+    port, _, _, stalls = scp
+    import pydicom
+
+    path = sorted(demo_dir.glob("*.dcm"))[0]
+    stalls[pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID] = 2
+    report = send_files([path], "127.0.0.1", port, called_aet="TESTSCP", timeout_s=1)
+    assert report.sent == 0 and len(report.instances) == 1
+    failed = report.failures[0]
+    assert failed.attempts == 2 and failed.unanswered and "no response" in failed.message
