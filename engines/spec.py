@@ -13,6 +13,18 @@ from pathlib import Path
 from typing import Any
 
 SIDECAR_FORMAT = "lungseg-model/1"
+SHAPE_LIMIT_KEYS = ("max_elongation", "max_flatness", "min_roundness")
+
+
+def check_shape_limits(limits: dict[str, float]) -> None:
+    """Raise ValueError unless ``limits`` maps keys of :data:`SHAPE_LIMIT_KEYS` to numbers > 0."""
+    unknown = sorted(set(limits) - set(SHAPE_LIMIT_KEYS))
+    if unknown:
+        raise ValueError(f"unknown shape_limits keys {unknown}; known: {list(SHAPE_LIMIT_KEYS)}")
+    bad = {k: v for k, v in limits.items()
+           if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0}
+    if bad:
+        raise ValueError(f"shape_limits must be positive numbers, got {bad!r}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,9 @@ class ModelSpec:
         Probability above which a voxel is lesion.
     min_lesion_volume_mm3 : float
         Connected components smaller than this are discarded.
+    shape_limits : dict
+        Components shaped outside these limits are discarded (keys of
+        :data:`SHAPE_LIMIT_KEYS`, see :mod:`pipeline.shape`); empty: no shape gate.
     extra : dict
         Free-form provenance: training data, split, metrics, anomaly-score statistics.
     """
@@ -51,6 +66,7 @@ class ModelSpec:
     size_multiple: int = 16
     threshold: float = 0.5
     min_lesion_volume_mm3: float = 10.0
+    shape_limits: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +83,7 @@ class ModelSpec:
             raise ValueError(f"size_multiple must be >= 1, got {self.size_multiple!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        check_shape_limits(self.shape_limits)
 
     @property
     def in_channels(self) -> int:

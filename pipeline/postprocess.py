@@ -1,11 +1,14 @@
-"""Lesion post-processing: connected components and a minimum physical size."""
+"""Lesion post-processing: connected components, a minimum physical size, a shape gate."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import SimpleITK as sitk
 
 from pipeline.preprocess import bounding_box
+from pipeline.shape import drop_implausible
 
 
 def label_lesions(
@@ -13,6 +16,7 @@ def label_lesions(
     spacing: tuple[float, float, float],
     min_volume_mm3: float = 10.0,
     fully_connected: bool = True,
+    shape_limits: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Split a binary lesion mask into connected lesions, largest first.
 
@@ -26,6 +30,9 @@ def label_lesions(
         Components smaller than this volume (mm3) are removed.
     fully_connected : bool
         26-connectivity (True) or 6-connectivity (False).
+    shape_limits : mapping, optional
+        Components shaped outside these limits are removed as well
+        (:func:`pipeline.shape.drop_implausible`; a model sidecar's ``shape_limits``).
 
     Returns
     -------
@@ -35,8 +42,8 @@ def label_lesions(
     Raises
     ------
     ValueError
-        If ``mask`` is not 3-D, ``spacing`` is not three positive numbers or
-        ``min_volume_mm3`` is negative.
+        If ``mask`` is not 3-D, ``spacing`` is not three positive numbers,
+        ``min_volume_mm3`` is negative or ``shape_limits`` is malformed.
     """
     if mask.ndim != 3:
         raise ValueError(f"mask must be a (z, y, x) array, got shape {mask.shape}")
@@ -56,6 +63,8 @@ def label_lesions(
         labels, minimumObjectSize=max(min_voxels, 1), sortByObjectSize=True
     )
     cropped = sitk.GetArrayFromImage(labels)
+    if shape_limits:
+        cropped = drop_implausible(cropped, spacing, shape_limits)
     if cropped.max() > np.iinfo(np.uint16).max:
         raise ValueError(f"too many lesions for a uint16 label map: {int(cropped.max())}")
     out = np.zeros(mask.shape, dtype=np.uint16)

@@ -85,6 +85,9 @@ class Segmenter:
         Algorithm name and version written to the SEG and SR.
     min_lesion_volume_mm3 : float
         Components below this volume are removed.
+    shape_limits : dict
+        Components shaped outside these limits are removed (:mod:`pipeline.shape`); the
+        model sidecar's ``shape_limits``, empty for the baselines.
     """
 
     def __init__(
@@ -103,11 +106,13 @@ class Segmenter:
             self.name = spec_name if spec_name.startswith("lungseg") else f"lungseg {spec_name}"
             self.version = engine.spec.version
             self.min_lesion_volume_mm3 = engine.spec.min_lesion_volume_mm3
+            self.shape_limits = dict(engine.spec.shape_limits)
         else:
             label = "threshold" if kind == "threshold" else "k-means"
             self.name = f"lungseg {label} baseline"
             self.version = f"{kind}-{__version__}"
             self.min_lesion_volume_mm3 = self.params.min_volume_mm3
+            self.shape_limits = {}
 
     @classmethod
     def create(cls, config: PipelineConfig) -> Segmenter:
@@ -225,7 +230,8 @@ def process_series(
     lap("preprocess")
     mask = segmenter.segment(series, lungs)
     lap("inference")
-    labels = label_lesions(mask, series.spacing, segmenter.min_lesion_volume_mm3)
+    labels = label_lesions(mask, series.spacing, segmenter.min_lesion_volume_mm3,
+                           shape_limits=segmenter.shape_limits)
     lap("postprocess")
     lesions = measure_lesions(labels, series.hu, series.spacing, series.index_to_patient)
     lap("measure")

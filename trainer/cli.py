@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
                     "default: the checkpoint's model_version")
     ex.add_argument("--vae", help="VAE checkpoint: also export <out stem>-vae.onnx, an anomaly "
                     "score, with its validation statistics in the sidecar")
+    sl = sub.add_parser("shape-limits", help="derive the shape gate from the model's "
+                        "predictions on the training crops; write it into the sidecar(s)")
+    _add_config(sl)
+    sl.add_argument("--model", default="models/lungseg-unet.onnx", help="exported .onnx")
+    sl.add_argument("--vois", required=True, help="crop folder (image/, nodule_mask/, ...)")
+    sl.add_argument("--percent", type=float, default=0.5,
+                    help="percent of training nodules left outside each limit (default 0.5)")
+    sl.add_argument("--threads", type=int, default=2)
+    sl.add_argument("--model-version", help="new sidecar version (it enters output UIDs)")
+    sl.add_argument("--dry-run", action="store_true", help="print the limits, write nothing")
     st = sub.add_parser("study", help="label-efficiency study -> docs/results.md")
     _add_config(st)
     st.add_argument("--stage", choices=("train", "report", "all"), default="all")
@@ -97,8 +107,21 @@ def _evaluate(args) -> dict:
 
     with create_engine("onnx", args.model, threads=args.threads,
                        precision=args.precision) as engine:
-        result = ev.evaluate_crops(ev.crop_model_segmenter(engine), records, True)
+        result = ev.evaluate_crops(ev.crop_model_segmenter(engine), records, True,
+                                   engine.spec.shape_limits)
         return {"engine": engine.describe(), **result}
+
+
+def _shape_limits(args) -> None:
+    from trainer import shape_limits as sl
+
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"model {args.model} does not exist")
+    limits, provenance = sl.derive_shape_limits(args.model, args.vois, _config(args),
+                                                args.percent, args.threads)
+    written = [] if args.dry_run else sl.write_shape_limits(args.model, limits, provenance,
+                                                            args.model_version)
+    print(sl.summary(limits, provenance, written))
 
 
 def _study(args) -> None:
@@ -134,6 +157,8 @@ def run(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}))
+    elif args.command == "shape-limits":
+        _shape_limits(args)
     elif args.command == "export":
         from trainer.export import export_checkpoint
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.shape import is_implausible, largest_component_shape
 from trainer.data import CropRecord, list_crops, read_crop
 from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
 
@@ -113,15 +114,20 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def evaluate_crops(
-    segmenter: Segmenter, records: list[CropRecord], progress: bool = False
+    segmenter: Segmenter, records: list[CropRecord], progress: bool = False,
+    shape_limits: dict[str, float] | None = None,
 ) -> dict:
     """Per-nodule 3D overlap of ``segmenter`` on crops, with summaries.
+
+    With ``shape_limits`` (a model sidecar's), each nodule also records whether the
+    whole-series shape gate (:mod:`pipeline.shape`) would remove its largest predicted
+    component, and ``shape_gate_removes`` counts them: the gate's cost in found nodules.
 
     Returns
     -------
     dict
         ``n, dice_mean, iou_mean, precision, recall, f1, dice_median, by_texture, by_size,
-        per_nodule``.
+        per_nodule`` (and ``shape_gate_removes`` with ``shape_limits``).
 
     Raises
     ------
@@ -138,10 +144,17 @@ def evaluate_crops(
         iterator = tqdm(records, desc="crops", mininterval=10)
     for rec in iterator:
         hu, mask, spacing, z = read_crop(rec)
-        metrics = overlap_metrics(segmenter(hu, spacing, z), mask)
-        rows.append({"name": rec.name, "texture": rec.texture,
-                     "diameter_mm": rec.diameter_mm, **metrics})
-    return {**summarise(rows), "per_nodule": rows}
+        pred = segmenter(hu, spacing, z)
+        row = {"name": rec.name, "texture": rec.texture, "diameter_mm": rec.diameter_mm,
+               **overlap_metrics(pred, mask)}
+        if shape_limits:
+            shape = largest_component_shape(pred, spacing)
+            row["shape_gate_removes"] = bool(shape and is_implausible(shape, shape_limits))
+        rows.append(row)
+    result = summarise(rows)
+    if shape_limits:
+        result["shape_gate_removes"] = sum(r["shape_gate_removes"] for r in rows)
+    return {**result, "per_nodule": rows}
 
 
 def select_records(vois_dir: str | Path, patients: list[str] | None = None) -> list[CropRecord]:
@@ -192,7 +205,8 @@ def evaluate_series(
 
     The model runs through :func:`pipeline.inference.segment_with_engine` (lung crop and
     gate), then :func:`pipeline.postprocess.label_lesions` drops components below the
-    sidecar's ``min_lesion_volume_mm3``: the product's own path. ``precision`` picks the
+    sidecar's ``min_lesion_volume_mm3`` and those shaped outside its ``shape_limits``
+    (:mod:`pipeline.shape`): the product's own path. ``precision`` picks the
     ONNX model file as the engine does (:func:`engines.onnx_engine.select_model_file`).
 
     Raises
@@ -208,10 +222,14 @@ def evaluate_series(
     hu = series.hu.astype(np.float32)
     ref = read_reference_mask(mask_path, series.z_positions_mm, hu.shape)
     lungs = fast_lung_mask(hu, series.spacing)
-    prob, pred, min_volume, engine = _series_prediction(
+    prob, pred, min_volume, shape_limits, engine = _series_prediction(
         segmenter_kind, hu, series, lungs, model_path, threads, precision)
-    post = label_lesions(pred, series.spacing, min_volume) > 0
-    out = {"segmenter": segmenter_kind, "engine": engine, "n_slices": int(hu.shape[0])}
+    ungated = int(label_lesions(pred, series.spacing, min_volume).max())
+    gated = label_lesions(pred, series.spacing, min_volume, shape_limits=shape_limits)
+    post = gated > 0
+    out = {"segmenter": segmenter_kind, "engine": engine, "n_slices": int(hu.shape[0]),
+           "shape_limits": dict(shape_limits),
+           "dropped_by_shape": ungated - int(gated.max())}
     out.update(voxel_metrics(prob, post, ref))
     out.update(lesion_detection(post, ref))
     out["false_positives_per_scan"] = out["false_positives"]
@@ -226,7 +244,7 @@ def _series_prediction(kind, hu, series, lungs, model_path, threads, precision):
     if kind in ("threshold", "kmeans"):
         func = baseline.threshold_segment if kind == "threshold" else baseline.kmeans_segment
         pred = func(hu, series.spacing, lungs=lungs)
-        return pred.astype(np.float32), pred, baseline.BaselineParams().min_volume_mm3, kind
+        return pred.astype(np.float32), pred, baseline.BaselineParams().min_volume_mm3, {}, kind
     if kind != "model":
         raise ValueError(f"segmenter_kind must be model, threshold or kmeans, got {kind!r}")
     from engines import create_engine
@@ -239,4 +257,5 @@ def _series_prediction(kind, hu, series, lungs, model_path, threads, precision):
         prob[:, box[1], box[2]] = model_probabilities(
             engine, np.ascontiguousarray(hu[:, box[1], box[2]]), series.spacing,
             series.z_positions_mm)
-    return prob, pred, engine.spec.min_lesion_volume_mm3, engine.describe()
+    spec = engine.spec
+    return prob, pred, spec.min_lesion_volume_mm3, spec.shape_limits, engine.describe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import highdicom as hd
@@ -114,3 +115,21 @@ def test_config_validation_and_small_series(demo_series):
         Segmenter("unet")
     with pytest.raises(ValueError, match="engine is required"):
         Segmenter("model")
+
+
+def test_sidecar_shape_limits_gate_the_lesions(tmp_path, demo_series):
+    path = tmp_path / "model.onnx"
+    dense_tissue_model(path)
+    counts = {}
+    for name, limits in (("none", {}), ("loose", {"max_flatness": 1e6}),
+                         ("strict", {"min_roundness": 0.999})):
+        write_spec(dataclasses.replace(read_spec(path), shape_limits=limits), path)
+        config = PipelineConfig(segmenter="model", model_path=str(path), threads=1)
+        segmenter = Segmenter.create(config)
+        try:
+            assert segmenter.shape_limits == limits
+            counts[name] = len(process_series(demo_series, segmenter, config).lesions)
+        finally:
+            segmenter.close()
+    assert counts["none"] == counts["loose"] >= 1
+    assert counts["strict"] == 0  # no voxelised component is a perfect ball

@@ -1,0 +1,185 @@
+"""Shape plausibility gate: drop predicted components shaped unlike any training nodule.
+
+The limits are percentiles of the shapes the model itself predicts on the nodules of its
+training patients (``trainer shape-limits`` writes them into the model sidecar), so the gate
+removes flat plates (diaphragm-dome cross-sections, fissures), long tubes and ragged branching
+shapes (vessel junctions) while keeping the shapes nodules take.
+
+Shape measures, on the physical grid:
+
+- elongation: sqrt(largest / middle principal second moment);
+- flatness: sqrt(middle / smallest principal second moment);
+- roundness: surface of the equal-volume sphere / surface of the component (1 for a ball),
+  from SimpleITK's ``LabelShapeStatisticsImageFilter``.
+
+The moments count each voxel as a solid box (its own variance, spacing^2 / 12 per axis, is
+added). SimpleITK's moments treat voxels as points, so a component one slice thick has a
+zero smallest moment and its flatness comes out as 0 or as a huge number from rounding;
+with solid voxels it is the physical ratio, finite for every component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from engines.spec import check_shape_limits
+
+
+@dataclass(frozen=True)
+class ComponentShape:
+    """Physical shape measures of one connected component (see the module docstring)."""
+
+    volume_mm3: float
+    elongation: float
+    flatness: float
+    roundness: float
+
+
+def component_shapes(labels: np.ndarray, spacing: Sequence[float]) -> dict[int, ComponentShape]:
+    """Measure every labelled component of a ``(z, y, x)`` label map.
+
+    Parameters
+    ----------
+    labels : ndarray
+        Integer label map, 0 background.
+    spacing : sequence of float
+        ``(z, y, x)`` voxel spacing in mm.
+
+    Returns
+    -------
+    dict
+        Label value to :class:`ComponentShape`; empty when ``labels`` has no component.
+
+    Raises
+    ------
+    ValueError
+        If ``labels`` is not 3-D or ``spacing`` is not three positive numbers.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"labels must be a (z, y, x) array, got shape {labels.shape}")
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise ValueError(f"spacing must be three positive numbers (mm), got {spacing!r}")
+    if not labels.any():
+        return {}
+    img = sitk.GetImageFromArray(np.ascontiguousarray(labels))
+    img.SetSpacing([float(s) for s in reversed(spacing)])
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputePerimeterOn()
+    stats.Execute(img)
+    moments = _principal_moments(labels, spacing)
+    shapes = {}
+    for k in stats.GetLabels():
+        small, middle, large = moments[int(k)]
+        shapes[int(k)] = ComponentShape(stats.GetPhysicalSize(k), float(np.sqrt(large / middle)),
+                                        float(np.sqrt(middle / small)), stats.GetRoundness(k))
+    return shapes
+
+
+def _principal_moments(labels: np.ndarray,
+                       spacing: Sequence[float]) -> dict[int, np.ndarray]:
+    """Ascending principal second moments (mm2) of each label, voxels counted as solid boxes."""
+    coords = np.nonzero(labels)
+    values = labels[coords]
+    order = np.argsort(values, kind="stable")
+    points = np.stack(coords, axis=1)[order] * np.asarray(spacing, dtype=np.float64)
+    keys, starts = np.unique(values[order], return_index=True)
+    voxel = np.diag(np.asarray(spacing, dtype=np.float64) ** 2 / 12.0)
+    out = {}
+    for key, part in zip(keys, np.split(points, starts[1:]), strict=True):
+        cov = np.cov(part, rowvar=False, bias=True) if len(part) > 1 else np.zeros((3, 3))
+        out[int(key)] = np.linalg.eigvalsh(cov + voxel)
+    return out
+
+
+def largest_component_shape(mask: np.ndarray, spacing: Sequence[float]) -> ComponentShape | None:
+    """Shape of the largest 26-connected component of a boolean mask (None when empty)."""
+    if not mask.any():
+        return None
+    labels = sitk.GetArrayFromImage(
+        sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True))
+    shapes = component_shapes(labels, spacing)
+    return max(shapes.values(), key=lambda s: s.volume_mm3)
+
+
+def limits_from_shapes(shapes: Sequence[ComponentShape], percent: float) -> dict[str, float]:
+    """Gate limits at ``percent`` from each tail of the shape distribution.
+
+    Parameters
+    ----------
+    shapes : sequence of ComponentShape
+        Shapes of predicted nodules (e.g. of the training patients' crops).
+    percent : float
+        Tail kept out per measure, in percent (0.5: the 99.5th percentile of elongation
+        and flatness, the 0.5th of roundness).
+
+    Returns
+    -------
+    dict
+        ``max_elongation``, ``max_flatness``, ``min_roundness``.
+
+    Raises
+    ------
+    ValueError
+        If ``shapes`` is empty or ``percent`` is not in (0, 50).
+    """
+    if not shapes:
+        raise ValueError("limits_from_shapes needs at least one shape, got none")
+    if not 0.0 < percent < 50.0:
+        raise ValueError(f"percent must be in (0, 50), got {percent!r}")
+    high = 100.0 - percent
+    return {
+        "max_elongation": float(np.percentile([s.elongation for s in shapes], high)),
+        "max_flatness": float(np.percentile([s.flatness for s in shapes], high)),
+        "min_roundness": float(np.percentile([s.roundness for s in shapes], percent)),
+    }
+
+
+def is_implausible(shape: ComponentShape, limits: Mapping[str, float]) -> bool:
+    """Return True when ``shape`` lies outside any of ``limits`` (see :func:`drop_implausible`)."""
+    return (shape.elongation > limits.get("max_elongation", np.inf)
+            or shape.flatness > limits.get("max_flatness", np.inf)
+            or shape.roundness < limits.get("min_roundness", -np.inf))
+
+
+def drop_implausible(
+    labels: np.ndarray, spacing: Sequence[float], limits: Mapping[str, float]
+) -> np.ndarray:
+    """Remove the components whose shape is outside ``limits``; renumber the rest 1..m.
+
+    The order of the remaining labels is kept (``label_lesions`` sorts by size). Pass the
+    label map cropped to its components (as ``label_lesions`` does): the work scales with
+    the array size.
+
+    Parameters
+    ----------
+    labels : ndarray
+        ``(z, y, x)`` label map, 0 background.
+    spacing : sequence of float
+        ``(z, y, x)`` voxel spacing in mm.
+    limits : mapping
+        Any of ``max_elongation``, ``max_flatness``, ``min_roundness``; empty: no gate.
+
+    Returns
+    -------
+    ndarray
+        Label map of the same shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``limits`` has an unknown key or a value that is not a positive number.
+    """
+    check_shape_limits(dict(limits))
+    if not limits or not labels.any():
+        return labels
+    shapes = component_shapes(labels, spacing)
+    kept = [k for k in sorted(shapes) if not is_implausible(shapes[k], limits)]
+    lookup = np.zeros(int(labels.max()) + 1, dtype=labels.dtype)
+    lookup[kept] = np.arange(1, len(kept) + 1, dtype=labels.dtype)
+    if len(kept) == len(shapes):
+        return labels
+    return lookup[labels]
