@@ -2,8 +2,9 @@
 
 The limits are percentiles of the shapes the model itself predicts on the nodules of its
 training patients (``trainer shape-limits`` writes them into the model sidecar), so the gate
-removes flat plates (diaphragm-dome cross-sections, fissures), long tubes and ragged branching
-shapes (vessel junctions) while keeping the shapes nodules take.
+removes flat plates (such as diaphragm-dome cross-sections a few slices thick), long tubes
+and ragged branching shapes (vessel segments and junctions) while keeping the shapes
+nodules take.
 
 Shape measures, on the physical grid:
 
