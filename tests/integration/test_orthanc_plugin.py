@@ -176,6 +176,10 @@ def _worker_pids(orthanc):
     return re.findall(r"worker process started \(pid (\d+)\)", orthanc.log())
 
 
+def _segmenters_loaded(orthanc):
+    return len(re.findall(r"lungseg-worker INFO segmenter .* loaded", orthanc.log()))
+
+
 def test_killed_worker_is_restarted_and_a_grown_series_is_rerun(orthanc, processed, tmp_path):
     client = orthanc.client()
     pids = _worker_pids(orthanc)
@@ -184,6 +188,10 @@ def test_killed_worker_is_restarted_and_a_grown_series_is_rerun(orthanc, process
     while len(_worker_pids(orthanc)) == len(pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(_worker_pids(orthanc)) > len(pids), "worker not restarted"
+    # Send once the new worker has loaded its segmenter: its start-up is a burst of CPU, and
+    # a loaded machine is where pynetdicom can lose a C-STORE reply (see pipeline.dimse).
+    while _segmenters_loaded(orthanc) < len(_worker_pids(orthanc)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     root = f"2.25.{uuid.uuid4().int}"
     part = copy_as_new_series(processed.folder, tmp_path / "part", 6, root)
     uid = pydicom.dcmread(next(part.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
