@@ -106,6 +106,12 @@ def largest_component_shape(mask: np.ndarray, spacing: Sequence[float]) -> Compo
     return max(shapes.values(), key=lambda s: s.volume_mm3)
 
 
+def check_percent(percent: float) -> None:
+    """Raise ValueError unless ``percent`` (a tail, in percent) is in (0, 50)."""
+    if not 0.0 < percent < 50.0:
+        raise ValueError(f"percent must be in (0, 50), got {percent!r}")
+
+
 def limits_from_shapes(shapes: Sequence[ComponentShape], percent: float) -> dict[str, float]:
     """Gate limits at ``percent`` from each tail of the shape distribution.
 
@@ -127,10 +133,9 @@ def limits_from_shapes(shapes: Sequence[ComponentShape], percent: float) -> dict
     ValueError
         If ``shapes`` is empty or ``percent`` is not in (0, 50).
     """
+    check_percent(percent)
     if not shapes:
         raise ValueError("limits_from_shapes needs at least one shape, got none")
-    if not 0.0 < percent < 50.0:
-        raise ValueError(f"percent must be in (0, 50), got {percent!r}")
     high = 100.0 - percent
     return {
         "max_elongation": float(np.percentile([s.elongation for s in shapes], high)),

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from engines.quantize import int8_path
 from engines.spec import ModelSpec, read_spec, sidecar_path, write_spec
-from pipeline.shape import ComponentShape, largest_component_shape, limits_from_shapes
+from pipeline.shape import (
+    ComponentShape,
+    check_percent,
+    largest_component_shape,
+    limits_from_shapes,
+)
 from trainer.config import TrainConfig
 from trainer.data import CropRecord, list_crops, patient_split, read_crop
 
@@ -87,8 +92,10 @@ def derive_shape_limits(model_path: str | Path, vois_dir: str | Path, cfg: Train
     Raises
     ------
     ValueError
-        If no training crop is found or the model predicts nothing on any of them.
+        If ``percent`` is not in (0, 50), no training crop is found or the model predicts
+        nothing on any of them.
     """
+    check_percent(percent)
     records = training_records(vois_dir, cfg)
     if not records:
         raise ValueError(f"no crops of the training patients in {vois_dir}")

@@ -49,3 +49,12 @@ def test_missing_model_is_a_clear_error(tiny_vois, tmp_path, capsys):
     assert main(["shape-limits", "--model", str(tmp_path / "none.onnx"),
                  "--vois", str(tiny_vois)]) == 2
     assert "none.onnx does not exist" in capsys.readouterr().err
+
+
+def test_bad_percent_is_rejected_and_nothing_is_written(tiny_vois, tmp_path, capsys):
+    model = _copy_model(tmp_path)
+    before = model.with_suffix(".json").read_bytes()
+    assert main(["shape-limits", "--model", str(model), "--vois", str(tiny_vois),
+                 "--percent", "60"]) == 2
+    assert "percent must be in (0, 50)" in capsys.readouterr().err
+    assert model.with_suffix(".json").read_bytes() == before
