@@ -11,7 +11,10 @@ Shape measures, on the physical grid:
 - elongation: sqrt(largest / middle principal second moment);
 - flatness: sqrt(middle / smallest principal second moment);
 - roundness: surface of the equal-volume sphere / surface of the component (1 for a ball),
-  from SimpleITK's ``LabelShapeStatisticsImageFilter``.
+  from SimpleITK's ``LabelShapeStatisticsImageFilter``;
+
+each on the component with its holes filled slice by slice (a cavitary or necrotic lesion
+whose centre the model leaves out keeps the shape of its outline).
 
 The moments count each voxel as a solid box (its own variance, spacing^2 / 12 per axis, is
 added). SimpleITK's moments treat voxels as points, so a component one slice thick has a
@@ -28,6 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from engines.spec import check_shape_limits
+from pipeline.morphology import fill_holes
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class ComponentShape:
 
 def component_shapes(labels: np.ndarray, spacing: Sequence[float]) -> dict[int, ComponentShape]:
     """Measure every labelled component of a ``(z, y, x)`` label map.
+
+    Each component is measured with its holes filled slice by slice, so a cavity or a
+    necrotic centre that the model leaves out does not make a lesion look ragged.
 
     Parameters
     ----------
@@ -66,34 +73,34 @@ def component_shapes(labels: np.ndarray, spacing: Sequence[float]) -> dict[int, 
         raise ValueError(f"spacing must be three positive numbers (mm), got {spacing!r}")
     if not labels.any():
         return {}
-    img = sitk.GetImageFromArray(np.ascontiguousarray(labels))
+    boxes = sitk.LabelShapeStatisticsImageFilter()
+    boxes.Execute(sitk.GetImageFromArray(np.ascontiguousarray(labels)))
+    shapes = {}
+    for k in boxes.GetLabels():
+        x, y, z, nx, ny, nz = boxes.GetBoundingBox(k)
+        component = labels[z:z + nz, y:y + ny, x:x + nx] == k
+        shapes[int(k)] = mask_shape(fill_holes(component, per_slice=True), spacing)
+    return shapes
+
+
+def mask_shape(mask: np.ndarray, spacing: Sequence[float]) -> ComponentShape:
+    """Shape of one non-empty boolean ``(z, y, x)`` mask taken as a single component."""
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
     img.SetSpacing([float(s) for s in reversed(spacing)])
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.ComputePerimeterOn()
     stats.Execute(img)
-    moments = _principal_moments(labels, spacing)
-    shapes = {}
-    for k in stats.GetLabels():
-        small, middle, large = moments[int(k)]
-        shapes[int(k)] = ComponentShape(stats.GetPhysicalSize(k), float(np.sqrt(large / middle)),
-                                        float(np.sqrt(middle / small)), stats.GetRoundness(k))
-    return shapes
+    small, middle, large = _principal_moments(mask, spacing)
+    return ComponentShape(stats.GetPhysicalSize(1), float(np.sqrt(large / middle)),
+                          float(np.sqrt(middle / small)), stats.GetRoundness(1))
 
 
-def _principal_moments(labels: np.ndarray,
-                       spacing: Sequence[float]) -> dict[int, np.ndarray]:
-    """Ascending principal second moments (mm2) of each label, voxels counted as solid boxes."""
-    coords = np.nonzero(labels)
-    values = labels[coords]
-    order = np.argsort(values, kind="stable")
-    points = np.stack(coords, axis=1)[order] * np.asarray(spacing, dtype=np.float64)
-    keys, starts = np.unique(values[order], return_index=True)
-    voxel = np.diag(np.asarray(spacing, dtype=np.float64) ** 2 / 12.0)
-    out = {}
-    for key, part in zip(keys, np.split(points, starts[1:]), strict=True):
-        cov = np.cov(part, rowvar=False, bias=True) if len(part) > 1 else np.zeros((3, 3))
-        out[int(key)] = np.linalg.eigvalsh(cov + voxel)
-    return out
+def _principal_moments(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Ascending principal second moments (mm2) of a mask, voxels counted as solid boxes."""
+    scale = np.asarray(spacing, dtype=np.float64)
+    points = np.stack(np.nonzero(mask), axis=1) * scale
+    cov = np.cov(points, rowvar=False, bias=True) if len(points) > 1 else np.zeros((3, 3))
+    return np.linalg.eigvalsh(cov + np.diag(scale**2 / 12.0))
 
 
 def largest_component_shape(mask: np.ndarray, spacing: Sequence[float]) -> ComponentShape | None:

@@ -111,3 +111,11 @@ def test_sidecar_round_trip_and_validation():
         ModelSpec.from_json({**base, "shape_limits": {"min_volume": 3.0}})
     with pytest.raises(ValueError, match="positive numbers"):
         ModelSpec.from_json({**base, "shape_limits": {"max_flatness": "2"}})
+
+
+def test_a_cavity_does_not_change_the_shape():
+    solid = _ball((30, 30, 30), (15, 15, 15), 10)
+    shell = solid & ~_ball((30, 30, 30), (15, 15, 15), 6)
+    shapes = component_shapes(shell.astype(np.uint16), SPACING)
+    assert shapes[1] == component_shapes(solid.astype(np.uint16), SPACING)[1]
+    assert shapes[1].roundness > 0.85
