@@ -37,6 +37,7 @@ class PluginConfig:
     threads: int | None = None
     engine_options: tuple[tuple[str, Any], ...] = ()
     min_slices: int = 10
+    shape_gate: bool = True
     seg_series_number: int = 9901
     sr_series_number: int = 9902
     poll_interval_s: float = 0.05
@@ -69,6 +70,7 @@ _SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
     "threads": ("Threads", (int, type(None)), False),
     "engine_options": ("EngineOptions", (dict,), False),
     "min_slices": ("MinSlices", (int,), False),
+    "shape_gate": ("ShapeGate", (bool,), False),
     "seg_series_number": ("SegSeriesNumber", (int,), False),
     "sr_series_number": ("SrSeriesNumber", (int,), False),
     "poll_interval_s": ("PollIntervalSeconds", (int, float), False),

@@ -31,7 +31,8 @@ def pipeline_config(cfg: PluginConfig) -> Any:
     return PipelineConfig(segmenter=cfg.segmenter, engine=cfg.engine, model_path=cfg.model_path,
                           threads=cfg.threads, engine_options=cfg.engine_options,
                           seg_series_number=cfg.seg_series_number,
-                          sr_series_number=cfg.sr_series_number, min_slices=cfg.min_slices)
+                          sr_series_number=cfg.sr_series_number, min_slices=cfg.min_slices,
+                          shape_gate=cfg.shape_gate)
 
 
 def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig: Any,

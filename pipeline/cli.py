@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--model", default=None, help="model file (default: the shipped model)")
     seg.add_argument("--threads", type=int, default=None)
     seg.add_argument("--batch-size", type=int, default=8)
+    seg.add_argument("--no-shape-gate", dest="shape_gate", action="store_false",
+                     help="keep components of any shape (the model's shape_limits are skipped; "
+                     "the output version gains +no-shape-gate)")
     seg.add_argument(
         "--engine-option", action="append", default=[], metavar="KEY=VALUE",
         help="backend option, repeatable (e.g. device=cuda, dtype=fp16 for --engine torch)",
@@ -85,6 +88,7 @@ def _segment(args: argparse.Namespace) -> int:
         segmenter=args.segmenter, engine=args.engine, model_path=args.model,
         threads=args.threads, batch_size=args.batch_size,
         engine_options=tuple(parse_option(text) for text in args.engine_option),
+        shape_gate=args.shape_gate,
     )
     segmenter = Segmenter.create(config)
     try:

@@ -51,6 +51,9 @@ class PipelineConfig:
     engine_options : tuple of (str, object) pairs
         Backend options passed to :func:`engines.create_engine` (e.g.
         ``(("device", "cuda"), ("dtype", "fp16"))`` for the torch engine).
+    shape_gate : bool
+        Apply the model sidecar's ``shape_limits`` (:mod:`pipeline.shape`). Off, the output
+        version gains ``+no-shape-gate`` (it enters the output UIDs and the SEG/SR).
     """
 
     segmenter: str = "auto"
@@ -62,6 +65,7 @@ class PipelineConfig:
     min_slices: int = 10
     batch_size: int = 8
     engine_options: tuple[tuple[str, object], ...] = ()
+    shape_gate: bool = True
 
     def __post_init__(self) -> None:
         if self.segmenter not in SEGMENTERS:
@@ -87,11 +91,13 @@ class Segmenter:
         Components below this volume are removed.
     shape_limits : dict
         Components shaped outside these limits are removed (:mod:`pipeline.shape`); the
-        model sidecar's ``shape_limits``, empty for the baselines.
+        model sidecar's ``shape_limits``, empty for the baselines and with ``shape_gate``
+        False (the ``__init__`` argument).
     """
 
     def __init__(
-        self, kind: str, engine: engines.Engine | None = None, batch_size: int = 8
+        self, kind: str, engine: engines.Engine | None = None, batch_size: int = 8,
+        shape_gate: bool = True,
     ) -> None:
         if kind not in ("model", "threshold", "kmeans"):
             raise ValueError(f"kind must be 'model', 'threshold' or 'kmeans', got {kind!r}")
@@ -106,7 +112,9 @@ class Segmenter:
             self.name = spec_name if spec_name.startswith("lungseg") else f"lungseg {spec_name}"
             self.version = engine.spec.version
             self.min_lesion_volume_mm3 = engine.spec.min_lesion_volume_mm3
-            self.shape_limits = dict(engine.spec.shape_limits)
+            self.shape_limits = dict(engine.spec.shape_limits) if shape_gate else {}
+            if engine.spec.shape_limits and not shape_gate:
+                self.version = f"{self.version}+no-shape-gate"
         else:
             label = "threshold" if kind == "threshold" else "k-means"
             self.name = f"lungseg {label} baseline"
@@ -144,7 +152,7 @@ class Segmenter:
             raise EngineError(
                 f"cannot load model {path} with engine {config.engine!r}: {exc}"
             ) from exc
-        return cls("model", engine, config.batch_size)
+        return cls("model", engine, config.batch_size, config.shape_gate)
 
     @property
     def algorithm(self) -> Algorithm:

@@ -35,6 +35,7 @@ def test_missing_required_key_is_named(key):
     ("MinSlices", "10"), ("MinSlices", 1), ("MinSlices", True), ("Segmenter", "magic"),
     ("Url", "ftp://x"), ("Threads", 0), ("PollIntervalSeconds", -1), ("SitePackages", "/a"),
     ("WorkerPython", "python3"), ("DataDir", "rel/dir"), ("ScanOnStart", 1),
+    ("ShapeGate", "false"),
 ])
 def test_bad_value_is_named(key, value):
     with pytest.raises(ConfigError, match=f"LungSeg.{key}"):
@@ -71,3 +72,12 @@ def test_engine_options_reach_the_pipeline_config():
     assert dict(pipeline_config(cfg).engine_options) == {"device": "cuda", "dtype": "fp16"}
     with pytest.raises(ConfigError, match="LungSeg.EngineOptions"):
         from_section({**BASE, "EngineOptions": ["dtype=fp16"]})
+
+
+def test_shape_gate_reaches_the_pipeline_config():
+    from orthanc_plugin.worker import pipeline_config
+
+    assert from_section(BASE).shape_gate is True
+    cfg = from_section({**BASE, "ShapeGate": False})
+    assert from_section(json.loads(cfg.to_json())) == cfg
+    assert pipeline_config(cfg).shape_gate is False

@@ -108,3 +108,13 @@ def test_bad_engine_option_is_a_clear_error(demo_dir, tmp_path, capsys):
     assert main(["segment", str(demo_dir), "--out", str(tmp_path), "--segmenter", "model",
                  "--engine-option", "dtype=fp16"]) == 2
     assert "no option(s) ['dtype']" in capsys.readouterr().err
+
+
+def test_no_shape_gate_flag_keeps_every_shape(demo_dir, tmp_path):
+    gated, open_ = tmp_path / "gated", tmp_path / "open"
+    assert main(["segment", str(demo_dir), "--out", str(gated)]) == 0
+    assert main(["segment", str(demo_dir), "--out", str(open_), "--no-shape-gate"]) == 0
+    with_gate = json.loads((gated / "lesions.json").read_text())
+    without = json.loads((open_ / "lesions.json").read_text())
+    assert without["algorithm"]["version"] == with_gate["algorithm"]["version"] + "+no-shape-gate"
+    assert len(without["lesions"]) >= len(with_gate["lesions"])

@@ -133,3 +133,14 @@ def test_sidecar_shape_limits_gate_the_lesions(tmp_path, demo_series):
             segmenter.close()
     assert counts["none"] == counts["loose"] >= 1
     assert counts["strict"] == 0  # no voxelised component is a perfect ball
+    config = PipelineConfig(segmenter="model", model_path=str(path), threads=1,
+                            shape_gate=False)  # the strict limits are still in the sidecar
+    segmenter = Segmenter.create(config)
+    try:
+        assert segmenter.shape_limits == {} and segmenter.version == "test-1+no-shape-gate"
+        result = process_series(demo_series, segmenter, config)
+    finally:
+        segmenter.close()
+    assert len(result.lesions) == counts["none"]
+    algo = result.seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algo.AlgorithmVersion == "test-1+no-shape-gate"
