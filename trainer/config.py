@@ -14,6 +14,7 @@ from pipeline.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
+CANVASES = ("air", "reflect")
 """U-Net decoders of :class:`trainer.models.UNet`."""
 
 
@@ -54,6 +55,9 @@ class TrainConfig:
     subsolid_weight : float
         How much more often a part-solid or non-solid (ground-glass) crop is drawn than a
         solid one (1 = uniform over crops).
+    crop_canvas : {'air', 'reflect'}
+        What surrounds a crop in its training patch: air, or the crop mirrored at its edges
+        (lung texture continues, so the crop's border is no cue).
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -98,6 +102,7 @@ class TrainConfig:
     init: str = ""
     negative_fraction: float = 0.25
     subsolid_weight: float = 1.0
+    crop_canvas: str = "air"
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     bce_weight: float = 1.0
@@ -133,6 +138,8 @@ class TrainConfig:
             raise ConfigError("slice_offsets_mm must name at least one offset")
         if self.decoder not in DECODERS:
             raise ConfigError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.crop_canvas not in CANVASES:
+            raise ConfigError(f"crop_canvas must be one of {CANVASES}, got {self.crop_canvas!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

@@ -59,21 +59,34 @@ def _paste(canvas: np.ndarray, src: np.ndarray, oy: int, ox: int) -> None:
         canvas[..., y0:y1, x0:x1] = src[..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
 
+def _reflected_window(src: np.ndarray, oy: int, ox: int, p: int) -> np.ndarray:
+    """Return the ``p x p`` window at offset ``(oy, ox)`` of ``src`` mirrored beyond its edges."""
+    h, w = src.shape[-2:]
+    pad_y, pad_x = p + abs(oy) + h, p + abs(ox) + w
+    width = [(0, 0)] * (src.ndim - 2) + [(pad_y, pad_y), (pad_x, pad_x)]
+    big = np.pad(src, width, mode="symmetric")
+    return big[..., pad_y - oy : pad_y - oy + p, pad_x - ox : pad_x - ox + p]
+
+
 class PatchSampler:
     """Draw fixed-size training patches (image ``(c, p, p)`` in [0, 1], label ``(p, p)``).
 
-    Crop patches place the crop at a random offset in a zero (= air) canvas, sometimes
-    partly outside, so the model also sees the crop's periphery; negative patches are
+    Crop patches place the crop at a random offset in a canvas, sometimes partly outside, so
+    the model also sees the crop's periphery. With ``canvas='air'`` the canvas is zero (air);
+    with ``'reflect'`` the crop and its mask are mirrored beyond their edges, so lung texture
+    surrounds the crop as it does in a whole series. Negative patches are
     windows centred on random body pixels of unlabelled whole slices, labelled 0.
     ``subsolid_weight`` draws part-solid and non-solid crops that many times more often than
     solid ones.
     """
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
-                 subsolid_weight: float = 1.0) -> None:
+                 subsolid_weight: float = 1.0, canvas: str = "air") -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
-        self.cache, self.crops, self.patch = cache, crops, patch
+        if canvas not in ("air", "reflect"):
+            raise ValueError(f"canvas must be 'air' or 'reflect', got {canvas!r}")
+        self.cache, self.crops, self.patch, self.canvas = cache, crops, patch, canvas
         self.rng = np.random.default_rng(seed)
         weights = np.array([subsolid_weight if cache.meta[e]["texture"] in SUBSOLID else 1.0
                             for e in crops])
@@ -89,6 +102,9 @@ class PatchSampler:
         p, (h, w) = self.patch, img.shape[2:]
         oy = int(self.rng.integers(min(0, p - h) - h // 4, max(0, p - h) + h // 4 + 1))
         ox = int(self.rng.integers(min(0, p - w) - w // 4, max(0, p - w) + w // 4 + 1))
+        if self.canvas == "reflect":
+            return (_reflected_window(img[k], oy, ox, p).astype(np.float32),
+                    _reflected_window(lab[k], oy, ox, p).astype(np.float32))
         ci = np.zeros((img.shape[1], p, p), np.float32)
         cl = np.zeros((p, p), np.float32)
         _paste(ci, img[k].astype(np.float32), oy, ox)

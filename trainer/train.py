@@ -53,10 +53,11 @@ class Setup:
         self.split = patient_split(patients, cfg.test_fraction, cfg.val_fraction, seed=0)
         self.labelled = label_subset(self.split["train"], cfg.label_fraction, seed=0)
         self.train = PatchSampler(self.cache, self.cache.entries(self.labelled), cfg.patch_size,
-                                  cfg.seed, cfg.subsolid_weight)
+                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
                                        cfg.patch_size, cfg.seed + 1)
-        val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123)
+        val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123,
+                           canvas=cfg.crop_canvas)
         self.val_x, self.val_y = val.sample(256, negative_fraction=cfg.negative_fraction)
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
