@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engines.onnx_engine import PRECISIONS
 from pipeline.errors import LungSegError
+from trainer.config import CANVASES
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -40,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="onnx engine precision (auto: the int8 model beside MODEL when it was "
                     "quantised from it, as lungseg runs it)")
+    ev.add_argument("--canvas", choices=CANVASES, default="air",
+                    help="what surrounds each crop: air (the default training canvas) or its "
+                    "own mirrored image (reflect)")
     ev.add_argument("--json", required=True, help="output JSON")
     ex = sub.add_parser("export", help="export a fine-tuned checkpoint to ONNX + .pt2 + sidecar")
     ex.add_argument("--checkpoint", required=True)
@@ -107,9 +111,9 @@ def _evaluate(args) -> dict:
 
     with create_engine("onnx", args.model, threads=args.threads,
                        precision=args.precision) as engine:
-        result = ev.evaluate_crops(ev.crop_model_segmenter(engine), records, True,
-                                   engine.spec.shape_limits)
-        return {"engine": engine.describe(), **result}
+        segmenter = ev.crop_model_segmenter(engine, canvas=args.canvas)
+        result = ev.evaluate_crops(segmenter, records, True, engine.spec.shape_limits)
+        return {"engine": engine.describe(), "canvas": args.canvas, **result}
 
 
 def _shape_limits(args) -> None:

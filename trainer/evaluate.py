@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shape import is_implausible, largest_component_shape
+from trainer.config import CANVASES
 from trainer.data import CropRecord, list_crops, read_crop
 from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
 
@@ -59,13 +60,40 @@ def embed_in_air(hu: np.ndarray, spacing: tuple, air_hu: float, canvas_mm: float
     return padded, inner
 
 
-def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM) -> Segmenter:
-    """Crop-level segmenter: model probability above threshold, crop in an air canvas.
+def embed_mirrored(hu: np.ndarray, spacing: tuple, canvas_mm: float = CANVAS_MM):
+    """Pad a crop in-plane to the canvas of :func:`embed_in_air` by mirroring it at its edges.
 
-    The canvas is described at :data:`CANVAS_MM`.
+    Returns
+    -------
+    padded : ndarray
+        The padded ``(z, y', x')`` volume, the same shape as :func:`embed_in_air`'s.
+    inner : tuple of slice
+        Where the original crop sits in ``padded``.
     """
+    air, inner = embed_in_air(hu, spacing, 0.0, canvas_mm)
+    pads = [(0, 0)] + [(inner[a].start, air.shape[a] - inner[a].stop) for a in (1, 2)]
+    return np.pad(hu, pads, mode="symmetric"), inner
+
+
+def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM, canvas: str = "air") -> Segmenter:
+    """Crop-level segmenter: model probability above threshold, crop in a canvas.
+
+    ``canvas='air'`` embeds the crop in air (:data:`CANVAS_MM`, as in training with the
+    default ``crop_canvas``); ``'reflect'`` surrounds it with its own mirrored image.
+
+    Raises
+    ------
+    ValueError
+        If ``canvas`` is unknown.
+    """
+    if canvas not in CANVASES:
+        raise ValueError(f"canvas must be one of {CANVASES}, got {canvas!r}")
+
     def segment(hu, spacing, z):
-        padded, inner = embed_in_air(hu, spacing, engine.spec.hu_window[0], canvas_mm)
+        if canvas == "air":
+            padded, inner = embed_in_air(hu, spacing, engine.spec.hu_window[0], canvas_mm)
+        else:
+            padded, inner = embed_mirrored(hu, spacing, canvas_mm)
         prob = model_probabilities(engine, padded, spacing, z)
         return prob[inner] > engine.spec.threshold
     return segment
