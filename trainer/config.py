@@ -14,8 +14,9 @@ from pipeline.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
-CANVASES = ("air", "reflect")
 """U-Net decoders of :class:`trainer.models.UNet`."""
+CANVASES = ("air", "reflect")
+"""What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
 
 
 @dataclass(frozen=True)

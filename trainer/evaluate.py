@@ -39,6 +39,21 @@ CANVAS_MM = 50.0
 each crop sat at a random place in a 64-pixel (50 mm at 0.78 mm) air-filled patch."""
 
 
+def _canvas_pads(hu: np.ndarray, spacing: tuple, canvas_mm: float) -> list[tuple[int, int]]:
+    """``np.pad`` widths growing a crop in-plane to ``canvas_mm`` plus an 8 mm margin, centred."""
+    pads = [(0, 0)]
+    for axis in (1, 2):
+        need = int(np.ceil(canvas_mm / spacing[axis]))
+        extra = max(need - hu.shape[axis], 0) + int(np.ceil(8.0 / spacing[axis]))
+        pads.append((extra // 2, extra - extra // 2))
+    return pads
+
+
+def _inner(hu: np.ndarray, pads: list[tuple[int, int]]) -> tuple[slice, ...]:
+    return (slice(None), slice(pads[1][0], pads[1][0] + hu.shape[1]),
+            slice(pads[2][0], pads[2][0] + hu.shape[2]))
+
+
 def embed_in_air(hu: np.ndarray, spacing: tuple, air_hu: float, canvas_mm: float = CANVAS_MM):
     """Pad a crop in-plane with ``air_hu`` to at least ``canvas_mm`` plus a margin, centred.
 
@@ -49,15 +64,8 @@ def embed_in_air(hu: np.ndarray, spacing: tuple, air_hu: float, canvas_mm: float
     inner : tuple of slice
         Where the original crop sits in ``padded``.
     """
-    pads = []
-    for axis in (1, 2):
-        need = int(np.ceil(canvas_mm / spacing[axis]))
-        extra = max(need - hu.shape[axis], 0) + int(np.ceil(8.0 / spacing[axis]))
-        pads.append((extra // 2, extra - extra // 2))
-    padded = np.pad(hu, [(0, 0), *pads], constant_values=air_hu)
-    inner = (slice(None), slice(pads[0][0], pads[0][0] + hu.shape[1]),
-             slice(pads[1][0], pads[1][0] + hu.shape[2]))
-    return padded, inner
+    pads = _canvas_pads(hu, spacing, canvas_mm)
+    return np.pad(hu, pads, constant_values=air_hu), _inner(hu, pads)
 
 
 def embed_mirrored(hu: np.ndarray, spacing: tuple, canvas_mm: float = CANVAS_MM):
@@ -70,9 +78,8 @@ def embed_mirrored(hu: np.ndarray, spacing: tuple, canvas_mm: float = CANVAS_MM)
     inner : tuple of slice
         Where the original crop sits in ``padded``.
     """
-    air, inner = embed_in_air(hu, spacing, 0.0, canvas_mm)
-    pads = [(0, 0)] + [(inner[a].start, air.shape[a] - inner[a].stop) for a in (1, 2)]
-    return np.pad(hu, pads, mode="symmetric"), inner
+    pads = _canvas_pads(hu, spacing, canvas_mm)
+    return np.pad(hu, pads, mode="symmetric"), _inner(hu, pads)
 
 
 def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM, canvas: str = "air") -> Segmenter:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.config import CANVASES
+
 SUBSOLID = ("part-solid", "non-solid")
 
 
@@ -84,8 +86,8 @@ class PatchSampler:
                  subsolid_weight: float = 1.0, canvas: str = "air") -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
-        if canvas not in ("air", "reflect"):
-            raise ValueError(f"canvas must be 'air' or 'reflect', got {canvas!r}")
+        if canvas not in CANVASES:
+            raise ValueError(f"canvas must be one of {CANVASES}, got {canvas!r}")
         self.cache, self.crops, self.patch, self.canvas = cache, crops, patch, canvas
         self.rng = np.random.default_rng(seed)
         weights = np.array([subsolid_weight if cache.meta[e]["texture"] in SUBSOLID else 1.0
