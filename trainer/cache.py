@@ -4,7 +4,9 @@ Images are stored as uint8 (the [0, 1] model input quantised to 1/255, i.e. 5.5 
 1400 HU window); training adds uniform de-quantisation noise. Unlabelled whole
 slices without annotated lesions (2 chest slices from ``dicom-reference/lungmask-slices``, 3
 abdominal slices from ``dicom-reference/dcmqi``) are added as negatives: patches centred
-anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelled 0.
+anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelled 0. Whole
+LIDC series named by ``negative_series`` add windows centred in their lung away from every
+reader's mark (:mod:`trainer.negatives`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm import tqdm
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
 from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
 from trainer.data import list_crops, read_crop
+from trainer.negatives import read_negative_series
 
 _REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
 NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
@@ -79,11 +82,26 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
             continue
         hu, body, spacing, z = neg
         img, body_r = _model_slices(hu, body, spacing, z, spec, bounding_box(body, (0, 0, 0)))
-        imgs.append(img)
-        labs.append(body_r)
-        meta.append({"name": folder.name, "patient": folder.name, "texture": "none",
-                     "diameter_mm": 0.0, "negative": True})
+        _add_negative(imgs, labs, meta, folder.name, img, body_r)
+    for folder in negative_series_folders(cfg):
+        series, centres = read_negative_series(folder)
+        hu, spacing = series.hu, series.spacing
+        roi = bounding_box(body_mask(hu, spacing), (0, 0, 0))
+        img, centres_r = _model_slices(hu, centres, spacing, series.z_positions_mm, spec, roi)
+        _add_negative(imgs, labs, meta, folder.name, img, centres_r)
     return _save(imgs, labs, meta, cfg, Path(path or cfg.cache))
+
+
+def negative_series_folders(cfg: TrainConfig) -> list[Path]:
+    """Return the folders of ``cfg.negative_series`` (comma-separated; empty for none)."""
+    return [Path(p.strip()) for p in cfg.negative_series.split(",") if p.strip()]
+
+
+def _add_negative(imgs, labs, meta, name: str, img: np.ndarray, centres: np.ndarray) -> None:
+    imgs.append(img)
+    labs.append(centres)
+    meta.append({"name": name, "patient": name, "texture": "none", "diameter_mm": 0.0,
+                 "negative": True})
 
 
 def _save(imgs, labs, meta, cfg, path: Path) -> Path:

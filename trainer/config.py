@@ -59,6 +59,11 @@ class TrainConfig:
     crop_canvas : {'air', 'reflect'}
         What surrounds a crop in its training patch: air, or the crop mirrored at its edges
         (lung texture continues, so the crop's border is no cue).
+    negative_series : str
+        Comma-separated folders of whole LIDC series (DICOM plus reader XML) whose lung,
+        less every reader's mark, gives lesion-free negative windows
+        (:mod:`trainer.negatives`); empty for none. Those patients' whole series are then
+        no longer unseen: evaluate on the others.
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -104,6 +109,7 @@ class TrainConfig:
     negative_fraction: float = 0.25
     subsolid_weight: float = 1.0
     crop_canvas: str = "air"
+    negative_series: str = ""
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     bce_weight: float = 1.0

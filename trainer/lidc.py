@@ -61,6 +61,28 @@ def _roi(elem: ET.Element) -> Roi:
                np.array(pts, dtype=np.int64).reshape(-1, 2))
 
 
+def _sessions(path: str | Path) -> list[ET.Element]:
+    """Return the ``readingSession`` elements of a LIDC ``LidcReadMessage`` file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not well-formed XML or holds no reading session.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LIDC XML not found: {path}")
+    try:
+        sessions = ET.parse(path).getroot().findall("n:readingSession", NS)
+    except ET.ParseError as exc:
+        raise ValueError(f"malformed LIDC XML {path}: {exc}") from exc
+    if not sessions:
+        raise ValueError(f"{path} holds no readingSession: not LIDC reader XML")
+    return sessions
+
+
 def parse_lidc_xml(path: str | Path) -> list[ReaderRead]:
     """Parse a LIDC ``LidcReadMessage`` file.
 
@@ -71,13 +93,9 @@ def parse_lidc_xml(path: str | Path) -> list[ReaderRead]:
     ValueError
         If it is not LIDC reader XML (no reading session) or a coordinate is malformed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"LIDC XML not found: {path}")
+    sessions, reads = _sessions(path), []
     try:
-        root = ET.parse(path).getroot()
-        reads = []
-        for session in root.findall("n:readingSession", NS):
+        for session in sessions:
             read = ReaderRead(_text(session, "n:servicingRadiologistID"))
             for nod in session.findall("n:unblindedReadNodule", NS):
                 chars = nod.find("n:characteristics", NS)
@@ -87,11 +105,36 @@ def parse_lidc_xml(path: str | Path) -> list[ReaderRead]:
                     _text(nod, "n:noduleID"), char_dict,
                     [_roi(r) for r in nod.findall("n:roi", NS)]))
             reads.append(read)
-    except (ET.ParseError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"malformed LIDC XML {path}: {exc}") from exc
-    if not reads:
-        raise ValueError(f"{path} holds no readingSession: not LIDC reader XML")
     return reads
+
+
+def read_all_marks(path: str | Path) -> list[Roi]:
+    """Return every place any reader marked: nodule outlines of any size and non-nodules.
+
+    Nodules under 3 mm are single points, non-nodules (``nonNodule`` ``locus``) too. What
+    no reader marked is the only part of a LIDC series that can be called lesion-free.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`parse_lidc_xml`.
+    """
+    sessions, marks = _sessions(path), []
+    try:
+        for session in sessions:
+            for nod in session.findall("n:unblindedReadNodule", NS):
+                marks += [_roi(r) for r in nod.findall("n:roi", NS)]
+            for other in session.findall("n:nonNodule", NS):
+                pts = [(int(_text(e, "n:xCoord")), int(_text(e, "n:yCoord")))
+                       for e in other.findall("n:locus", NS)]
+                marks.append(Roi(float(_text(other, "n:imageZposition", "nan")),
+                                 _text(other, "n:imageSOP_UID"), True,
+                                 np.array(pts, dtype=np.int64).reshape(-1, 2)))
+    except ValueError as exc:
+        raise ValueError(f"malformed LIDC XML {path}: {exc}") from exc
+    return marks
 
 
 def _polygon(points: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
@@ -102,7 +145,8 @@ def _polygon(points: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
     return np.array(img, dtype=bool)
 
 
-def _slice_index(roi: Roi, sop_index: dict[str, int], z_positions: np.ndarray) -> int | None:
+def slice_index(roi: Roi, sop_index: dict[str, int], z_positions: np.ndarray) -> int | None:
+    """Slice of ``roi``: by SOP Instance UID, else by z position within 0.1 mm (or None)."""
     if roi.sop_uid in sop_index:
         return sop_index[roi.sop_uid]
     k = int(np.argmin(np.abs(z_positions - roi.z_position)))
@@ -131,7 +175,7 @@ def reader_masks(
     for r, read in enumerate(reads):
         for nodule in (n for n in read.nodules if n.is_large):
             for roi in sorted(nodule.rois, key=lambda q: not q.inclusion):
-                k = _slice_index(roi, sop_index, z_positions)
+                k = slice_index(roi, sop_index, z_positions)
                 if k is None:
                     continue
                 poly = _polygon(roi.points, shape[1:])

@@ -93,10 +93,10 @@ class PatchSampler:
         weights = np.array([subsolid_weight if cache.meta[e]["texture"] in SUBSOLID else 1.0
                             for e in crops])
         self.crop_p = weights / weights.sum()
-        self.negatives = []
-        for i in cache.entries(negative=True):
-            zz, yy, xx = np.nonzero(cache.labels[i])
-            self.negatives += [(i, z, y, x) for z, y, x in zip(zz, yy, xx, strict=True)][::7]
+        centres = [np.column_stack([np.full(len(c), i), c])
+                   for i in cache.entries(negative=True)
+                   for c in [np.argwhere(cache.labels[i])[::7]]]
+        self.negatives = np.concatenate(centres) if centres else np.zeros((0, 4), np.int64)
 
     def _crop_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
         img, lab = self.cache.images[entry], self.cache.labels[entry]
@@ -119,7 +119,7 @@ class PatchSampler:
         return self.crops[int(self.rng.choice(len(self.crops), p=self.crop_p))]
 
     def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
-        i, z, y, x = self.negatives[int(self.rng.integers(len(self.negatives)))]
+        i, z, y, x = (int(v) for v in self.negatives[int(self.rng.integers(len(self.negatives)))])
         img, p = self.cache.images[i], self.patch
         ci = np.zeros((img.shape[1], p, p), np.float32)
         _paste(ci, img[z].astype(np.float32), p // 2 - y, p // 2 - x)
@@ -134,7 +134,7 @@ class PatchSampler:
         """
         imgs, labs = [], []
         for j in range(n):
-            if self.negatives and self.rng.random() < negative_fraction:
+            if len(self.negatives) and self.rng.random() < negative_fraction:
                 ci, cl = self._negative_patch()
             else:
                 e = entries[j] if entries is not None else self._draw_crop()
