@@ -20,7 +20,7 @@ from tqdm import tqdm
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
 from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
 from trainer.data import list_crops, read_crop
-from trainer.negatives import read_negative_series
+from trainer.negatives import read_negative_series, reader_xml
 
 _REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
 NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
@@ -64,10 +64,15 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
     Raises
     ------
     FileNotFoundError, ValueError
-        From :func:`trainer.data.list_crops` for a missing or malformed folder.
+        From :func:`trainer.data.list_crops` for a missing or malformed folder, and from
+        :func:`trainer.negatives.read_negative_series` for a ``negative_series`` folder
+        that is missing, holds no reader XML or is not one CT series.
     """
     spec = spec_from_config(cfg)
     records = list_crops(cfg.vois_dir)
+    series_folders = negative_series_folders(cfg)
+    for folder in series_folders:
+        reader_xml(folder)  # a wrong folder fails before the crops are processed
     imgs, labs, meta = [], [], []
     for rec in tqdm(records, desc="crops", mininterval=5):
         hu, mask, spacing, z = read_crop(rec)
@@ -83,7 +88,7 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
         hu, body, spacing, z = neg
         img, body_r = _model_slices(hu, body, spacing, z, spec, bounding_box(body, (0, 0, 0)))
         _add_negative(imgs, labs, meta, folder.name, img, body_r)
-    for folder in negative_series_folders(cfg):
+    for folder in series_folders:
         series, centres = read_negative_series(folder)
         hu, spacing = series.hu, series.spacing
         roi = bounding_box(body_mask(hu, spacing), (0, 0, 0))

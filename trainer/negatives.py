@@ -75,20 +75,8 @@ def negative_centres(series: CTSeries, marks: list[Roi]) -> np.ndarray:
     return lungs & ~excluded
 
 
-def read_negative_series(folder: str | Path) -> tuple[CTSeries, np.ndarray]:
-    """Load a whole LIDC series and where its lesion-free windows may be centred.
-
-    Parameters
-    ----------
-    folder : str or Path
-        A folder holding one CT series and its LIDC reader XML (``*.xml``, searched
-        recursively).
-
-    Returns
-    -------
-    series : CTSeries
-    centres : ndarray
-        See :func:`negative_centres`.
+def reader_xml(folder: str | Path) -> Path:
+    """Return the one LIDC reader XML under ``folder`` (searched recursively).
 
     Raises
     ------
@@ -107,5 +95,28 @@ def read_negative_series(folder: str | Path) -> tuple[CTSeries, np.ndarray]:
             f"{folder}: expected one LIDC reader XML, found {len(xml)}; without the readers' "
             "marks no region of a series can be called lesion-free"
         )
+    return xml[0]
+
+
+def read_negative_series(folder: str | Path) -> tuple[CTSeries, np.ndarray]:
+    """Load a whole LIDC series and where its lesion-free windows may be centred.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder holding one CT series and its LIDC reader XML (:func:`reader_xml`).
+
+    Returns
+    -------
+    series : CTSeries
+    centres : ndarray
+        See :func:`negative_centres`.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`reader_xml`, or for a folder that is not one CT series.
+    """
+    xml = reader_xml(folder)
     series = load_series_dir(folder)
-    return series, negative_centres(series, read_all_marks(xml[0]))
+    return series, negative_centres(series, read_all_marks(xml))

@@ -77,7 +77,8 @@ class PatchSampler:
     the model also sees the crop's periphery. With ``canvas='air'`` the canvas is zero (air);
     with ``'reflect'`` the crop and its mask are mirrored beyond their edges, so lung texture
     surrounds the crop as it does in a whole series. Negative patches are
-    windows centred on random body pixels of unlabelled whole slices, labelled 0.
+    windows labelled 0, centred on the pixels each negative entry of the cache allows (the
+    body of unlabelled whole slices; the unmarked lung of ``negative_series``).
     ``subsolid_weight`` draws part-solid and non-solid crops that many times more often than
     solid ones.
     """

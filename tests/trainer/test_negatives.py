@@ -113,3 +113,13 @@ def test_cache_adds_the_lung_of_a_whole_series_as_negatives(tiny_vois, tmp_path)
     img, centres = cache.images[series_entry], cache.labels[series_entry]
     assert img.shape[0] == 133 and img.shape[1] == 3
     assert 0.02 < centres.mean() < 0.5
+
+
+def test_cache_refuses_a_series_without_reader_xml_before_reading_crops(tiny_vois, tmp_path):
+    from trainer.cache import build_cache
+
+    cfg = build_config({"vois_dir": str(tiny_vois), "cache": str(tmp_path / "c.npz"),
+                        "negative_series": f"{REPO / 'demo' / 'LIDC-IDRI-0001'}, "})
+    with pytest.raises(ValueError, match="expected one LIDC reader XML, found 0"):
+        build_cache(cfg)
+    assert not (tmp_path / "c.npz").exists()
