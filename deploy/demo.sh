@@ -35,8 +35,10 @@ PY
 )"
 read -r STUDY_UID SERIES_UID <<<"$UIDS"
 echo "demo: waiting for the SEG and SR (StableAge ${LUNGSEG_STABLE_AGE} s + processing)..."
+# The password reaches the results command through LUNGSEG_PASSWORD (exported above), not
+# its argv: not visible in `ps`, and one starting with "-" is not taken for an option.
 "$VENV/bin/python" -m orthanc_plugin.results --url "$URL" --user "$LUNGSEG_USER" \
-  --password "$LUNGSEG_PASSWORD" --series-uid "$SERIES_UID" --wait "${LUNGSEG_DEMO_TIMEOUT:-600}"
+  --series-uid "$SERIES_UID" --wait "${LUNGSEG_DEMO_TIMEOUT:-600}"
 cat <<TXT
 
 Orthanc explorer : $URL/app/explorer.html   (user '$LUNGSEG_USER', password above)
