@@ -191,8 +191,8 @@ def drop_implausible(
         return labels
     shapes = component_shapes(labels, spacing)
     kept = [k for k in sorted(shapes) if not is_implausible(shapes[k], limits)]
-    lookup = np.zeros(int(labels.max()) + 1, dtype=labels.dtype)
-    lookup[kept] = np.arange(1, len(kept) + 1, dtype=labels.dtype)
     if len(kept) == len(shapes):
         return labels
+    lookup = np.zeros(int(labels.max()) + 1, dtype=labels.dtype)
+    lookup[kept] = np.arange(1, len(kept) + 1, dtype=labels.dtype)
     return lookup[labels]

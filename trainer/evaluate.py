@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shape import is_implausible, largest_component_shape
+from pipeline.shape import drop_implausible, is_implausible, largest_component_shape
 from trainer.config import CANVASES
 from trainer.data import CropRecord, list_crops, read_crop
 from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
@@ -259,12 +259,12 @@ def evaluate_series(
     lungs = fast_lung_mask(hu, series.spacing)
     prob, pred, min_volume, shape_limits, engine = _series_prediction(
         segmenter_kind, hu, series, lungs, model_path, threads, precision)
-    ungated = int(label_lesions(pred, series.spacing, min_volume).max())
-    gated = label_lesions(pred, series.spacing, min_volume, shape_limits=shape_limits)
+    ungated = label_lesions(pred, series.spacing, min_volume)
+    gated = drop_implausible(ungated, series.spacing, shape_limits)
     post = gated > 0
     out = {"segmenter": segmenter_kind, "engine": engine, "n_slices": int(hu.shape[0]),
            "shape_limits": dict(shape_limits),
-           "dropped_by_shape": ungated - int(gated.max())}
+           "dropped_by_shape": int(ungated.max()) - int(gated.max())}
     out.update(voxel_metrics(prob, post, ref))
     out.update(lesion_detection(post, ref))
     out["false_positives_per_scan"] = out["false_positives"]

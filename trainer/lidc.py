@@ -53,9 +53,10 @@ def _text(elem: ET.Element, path: str, default: str = "") -> str:
     return found.text.strip() if found is not None and found.text else default
 
 
-def _roi(elem: ET.Element) -> Roi:
+def _roi(elem: ET.Element, point_tag: str = "n:edgeMap") -> Roi:
+    """Read a contour (``roi``, points in ``edgeMap``) or a non-nodule (``locus``)."""
     pts = [(int(_text(e, "n:xCoord")), int(_text(e, "n:yCoord")))
-           for e in elem.findall("n:edgeMap", NS)]
+           for e in elem.findall(point_tag, NS)]
     return Roi(float(_text(elem, "n:imageZposition", "nan")), _text(elem, "n:imageSOP_UID"),
                _text(elem, "n:inclusion", "TRUE").upper() == "TRUE",
                np.array(pts, dtype=np.int64).reshape(-1, 2))
@@ -126,12 +127,7 @@ def read_all_marks(path: str | Path) -> list[Roi]:
         for session in sessions:
             for nod in session.findall("n:unblindedReadNodule", NS):
                 marks += [_roi(r) for r in nod.findall("n:roi", NS)]
-            for other in session.findall("n:nonNodule", NS):
-                pts = [(int(_text(e, "n:xCoord")), int(_text(e, "n:yCoord")))
-                       for e in other.findall("n:locus", NS)]
-                marks.append(Roi(float(_text(other, "n:imageZposition", "nan")),
-                                 _text(other, "n:imageSOP_UID"), True,
-                                 np.array(pts, dtype=np.int64).reshape(-1, 2)))
+            marks += [_roi(other, "n:locus") for other in session.findall("n:nonNodule", NS)]
     except ValueError as exc:
         raise ValueError(f"malformed LIDC XML {path}: {exc}") from exc
     return marks

@@ -34,6 +34,7 @@ class PatchCache:
             images, labels, shapes = data["images"], data["labels"], data["shapes"]
             self.meta: list[dict] = json.loads(str(data["meta"]))
             self.cache_config: dict = json.loads(str(data["config"]))
+        self._negative_centres: np.ndarray | None = None
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         i0 = l0 = 0
@@ -42,6 +43,19 @@ class PatchCache:
             self.labels.append(labels[l0 : l0 + z * h * w].reshape(z, h, w))
             i0 += z * c * h * w
             l0 += z * h * w
+
+    def negative_centres(self) -> np.ndarray:
+        """Return ``(n, 4)`` rows ``(entry, z, y, x)``: every 7th allowed negative centre.
+
+        Computed once per cache and shared by every sampler drawing from it.
+        """
+        if self._negative_centres is None:
+            centres = [np.column_stack([np.full(len(c), i), c])
+                       for i in self.entries(negative=True)
+                       for c in [np.argwhere(self.labels[i])[::7]]]
+            self._negative_centres = (np.concatenate(centres) if centres
+                                      else np.zeros((0, 4), np.int64))
+        return self._negative_centres
 
     def entries(self, patients: list[str] | None = None, negative: bool = False) -> list[int]:
         """Return the indices of the crops of ``patients`` (all when None) or of negatives."""
@@ -94,10 +108,7 @@ class PatchSampler:
         weights = np.array([subsolid_weight if cache.meta[e]["texture"] in SUBSOLID else 1.0
                             for e in crops])
         self.crop_p = weights / weights.sum()
-        centres = [np.column_stack([np.full(len(c), i), c])
-                   for i in cache.entries(negative=True)
-                   for c in [np.argwhere(cache.labels[i])[::7]]]
-        self.negatives = np.concatenate(centres) if centres else np.zeros((0, 4), np.int64)
+        self.negatives = cache.negative_centres()
 
     def _crop_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
         img, lab = self.cache.images[entry], self.cache.labels[entry]
