@@ -87,13 +87,13 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
             continue
         hu, body, spacing, z = neg
         img, body_r = _model_slices(hu, body, spacing, z, spec, bounding_box(body, (0, 0, 0)))
-        _add_negative(imgs, labs, meta, folder.name, img, body_r)
+        _add_negative(imgs, labs, meta, folder.name, img, body_r, lung=False)
     for folder in series_folders:
         series, centres = read_negative_series(folder)
         hu, spacing = series.hu, series.spacing
         roi = bounding_box(body_mask(hu, spacing), (0, 0, 0))
         img, centres_r = _model_slices(hu, centres, spacing, series.z_positions_mm, spec, roi)
-        _add_negative(imgs, labs, meta, folder.name, img, centres_r)
+        _add_negative(imgs, labs, meta, folder.name, img, centres_r, lung=True)
     return _save(imgs, labs, meta, cfg, Path(path or cfg.cache))
 
 
@@ -102,11 +102,12 @@ def negative_series_folders(cfg: TrainConfig) -> list[Path]:
     return [Path(p.strip()) for p in cfg.negative_series.split(",") if p.strip()]
 
 
-def _add_negative(imgs, labs, meta, name: str, img: np.ndarray, centres: np.ndarray) -> None:
+def _add_negative(imgs, labs, meta, name: str, img: np.ndarray, centres: np.ndarray,
+                  lung: bool) -> None:
     imgs.append(img)
     labs.append(centres)
     meta.append({"name": name, "patient": name, "texture": "none", "diameter_mm": 0.0,
-                 "negative": True})
+                 "negative": True, "lung": lung})
 
 
 def _save(imgs, labs, meta, cfg, path: Path) -> Path:

@@ -17,6 +17,9 @@ DECODERS = ("concat", "additive")
 """U-Net decoders of :class:`trainer.models.UNet`."""
 CANVASES = ("air", "reflect")
 """What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
+TRAIN_CANVASES = (*CANVASES, "lung", "air+lung")
+"""Training canvases: also lesion-free lung of a ``negative_series`` (``lung``), or air and
+that lung drawn with equal probability (``air+lung``)."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,10 @@ class TrainConfig:
     subsolid_weight : float
         How much more often a part-solid or non-solid (ground-glass) crop is drawn than a
         solid one (1 = uniform over crops).
-    crop_canvas : {'air', 'reflect'}
-        What surrounds a crop in its training patch: air, or the crop mirrored at its edges
-        (lung texture continues, so the crop's border is no cue).
+    crop_canvas : {'air', 'reflect', 'lung', 'air+lung'}
+        What surrounds a crop in its training patch: air, the crop mirrored at its edges
+        (lung texture continues, so the crop's border is no cue), a lesion-free lung window
+        of a ``negative_series`` with the lesion blended in, or air and lung half each.
     negative_series : str
         Comma-separated folders of whole LIDC series (DICOM plus reader XML) whose lung,
         less every reader's mark, gives lesion-free negative windows
@@ -145,8 +149,9 @@ class TrainConfig:
             raise ConfigError("slice_offsets_mm must name at least one offset")
         if self.decoder not in DECODERS:
             raise ConfigError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-        if self.crop_canvas not in CANVASES:
-            raise ConfigError(f"crop_canvas must be one of {CANVASES}, got {self.crop_canvas!r}")
+        if self.crop_canvas not in TRAIN_CANVASES:
+            raise ConfigError(
+                f"crop_canvas must be one of {TRAIN_CANVASES}, got {self.crop_canvas!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

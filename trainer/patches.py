@@ -7,9 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.config import CANVASES
+from trainer.config import TRAIN_CANVASES
 
 SUBSOLID = ("part-solid", "non-solid")
+PARENCHYMA_MAX_HU = -500.0
+"""A lesion pasted into lung is centred on a pixel at most this dense."""
+PASTE_GROW_PX, PASTE_FEATHER_PX = 3, 3
+"""A lesion pasted into lung keeps this margin (pixels, 2.3 mm at 0.78 mm) of its crop around
+it, then fades into the lung over twice the feather, so no crop border shows."""
 
 
 class PatchCache:
@@ -57,6 +62,25 @@ class PatchCache:
                                       else np.zeros((0, 4), np.int64))
         return self._negative_centres
 
+    def lung_centres(self, max_hu: float = PARENCHYMA_MAX_HU) -> np.ndarray:
+        """Return the rows of :meth:`negative_centres` on aerated lung of a ``negative_series``.
+
+        A row is kept when its entry is a series' lung and its pixel (middle channel) is at
+        most ``max_hu``, which leaves out the wall and hilum that the lung gate also allows.
+        """
+        rows = self.negative_centres()
+        lo, hi = self.cache_config["hu_window"]
+        level = (max_hu - lo) / (hi - lo) * 255.0
+        keep = np.zeros(len(rows), bool)
+        for i in np.unique(rows[:, 0]):
+            if not self.meta[i].get("lung", False):
+                continue
+            sel = np.flatnonzero(rows[:, 0] == i)
+            img = self.images[i]
+            _, z, y, x = rows[sel].T
+            keep[sel] = img[z, img.shape[1] // 2, y, x] <= level
+        return rows[keep]
+
     def entries(self, patients: list[str] | None = None, negative: bool = False) -> list[int]:
         """Return the indices of the crops of ``patients`` (all when None) or of negatives."""
         keep = set(patients) if patients is not None else None
@@ -75,6 +99,29 @@ def _paste(canvas: np.ndarray, src: np.ndarray, oy: int, ox: int) -> None:
         canvas[..., y0:y1, x0:x1] = src[..., y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
 
+def _window_reduce(a: np.ndarray, r: int, reduce=np.mean) -> np.ndarray:
+    """Reduce ``a`` (2D) over the ``(2r+1)^2`` window around each pixel (zero beyond)."""
+    view = np.lib.stride_tricks.sliding_window_view(np.pad(a, r), (2 * r + 1, 2 * r + 1))
+    return reduce(view, axis=(-2, -1))
+
+
+def lesion_weight(footprint: np.ndarray, grow: int, feather: int) -> np.ndarray:
+    """Return the weight of a pasted lesion over the background it is pasted into.
+
+    1 within ``grow`` pixels of ``footprint``, falling linearly to 0 over the next
+    ``2 * feather`` pixels (Chebyshev distance).
+
+    Parameters
+    ----------
+    footprint : ndarray
+        ``(p, p)`` boolean: the lesion on any slice of its crop.
+    grow, feather : int
+        Margin kept whole, and half the width of the fade, in pixels.
+    """
+    region = _window_reduce(footprint.astype(np.float32), grow + feather, np.max)
+    return _window_reduce(region, feather).astype(np.float32)
+
+
 def _reflected_window(src: np.ndarray, oy: int, ox: int, p: int) -> np.ndarray:
     """Return the ``p x p`` window at offset ``(oy, ox)`` of ``src`` mirrored beyond its edges."""
     h, w = src.shape[-2:]
@@ -90,25 +137,32 @@ class PatchSampler:
     Crop patches place the crop at a random offset in a canvas, sometimes partly outside, so
     the model also sees the crop's periphery. With ``canvas='air'`` the canvas is zero (air);
     with ``'reflect'`` the crop and its mask are mirrored beyond their edges, so lung texture
-    surrounds the crop as it does in a whole series. Negative patches are
-    windows labelled 0, centred on the pixels each negative entry of the cache allows (the
-    body of unlabelled whole slices; the unmarked lung of ``negative_series``).
-    ``subsolid_weight`` draws part-solid and non-solid crops that many times more often than
-    solid ones.
+    surrounds the crop as it does in a whole series. With ``'lung'`` the lesion (its
+    footprint over the crop's slices and a small margin of its crop, :func:`lesion_weight`)
+    is blended into a lesion-free lung window of a ``negative_series``, the lesion's centre
+    on a lung pixel; ``'air+lung'`` draws air or lung with equal probability for each crop
+    patch. Negative patches are windows labelled 0, centred on the pixels each negative
+    entry of the cache allows (the body of unlabelled whole slices; the unmarked lung of
+    ``negative_series``). ``subsolid_weight`` draws part-solid and non-solid crops that many
+    times more often than solid ones.
     """
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
                  subsolid_weight: float = 1.0, canvas: str = "air") -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
-        if canvas not in CANVASES:
-            raise ValueError(f"canvas must be one of {CANVASES}, got {canvas!r}")
+        if canvas not in TRAIN_CANVASES:
+            raise ValueError(f"canvas must be one of {TRAIN_CANVASES}, got {canvas!r}")
         self.cache, self.crops, self.patch, self.canvas = cache, crops, patch, canvas
         self.rng = np.random.default_rng(seed)
         weights = np.array([subsolid_weight if cache.meta[e]["texture"] in SUBSOLID else 1.0
                             for e in crops])
         self.crop_p = weights / weights.sum()
         self.negatives = cache.negative_centres()
+        self.lung = cache.lung_centres() if "lung" in canvas else np.zeros((0, 4), np.int64)
+        if "lung" in canvas and not len(self.lung):
+            raise ValueError(f"crop_canvas {canvas!r} needs lesion-free lung windows: build the "
+                             "cache with negative_series")
 
     def _crop_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
         img, lab = self.cache.images[entry], self.cache.labels[entry]
@@ -123,19 +177,40 @@ class PatchSampler:
         cl = np.zeros((p, p), np.float32)
         _paste(ci, img[k].astype(np.float32), oy, ox)
         _paste(cl, lab[k].astype(np.float32), oy, ox)
+        if self.canvas == "lung" or (self.canvas == "air+lung" and self.rng.random() < 0.5):
+            ci = self._into_lung(ci, lab.max(axis=0) > 0, oy, ox)
         return ci, cl
+
+    def _into_lung(self, ci: np.ndarray, footprint: np.ndarray, oy: int, ox: int) -> np.ndarray:
+        """Blend the lesion of crop patch ``ci`` (footprint pasted at ``(oy, ox)``) into lung."""
+        p, m = self.patch, PASTE_GROW_PX + 2 * PASTE_FEATHER_PX  # the lesion may reach past p
+        big = np.zeros((p + 2 * m, p + 2 * m), bool)
+        _paste(big, footprint, oy + m, ox + m)
+        if not big.any():
+            return ci
+        weight = lesion_weight(big, PASTE_GROW_PX, PASTE_FEATHER_PX)[m:-m, m:-m]
+        at = np.argwhere(big).mean(axis=0).round().astype(int) - m
+        return ci * weight + self._window(self.lung, at) * (1.0 - weight)
 
     def _draw_crop(self) -> int:
         if np.ptp(self.crop_p) == 0:
             return self.crops[int(self.rng.integers(len(self.crops)))]
         return self.crops[int(self.rng.choice(len(self.crops), p=self.crop_p))]
 
-    def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
-        i, z, y, x = (int(v) for v in self.negatives[int(self.rng.integers(len(self.negatives)))])
+    def _window(self, centres: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """Return a ``(c, p, p)`` window (air beyond the slice) around a drawn centre.
+
+        The centre, a row of ``centres``, lands on pixel ``at`` (default: the middle).
+        """
+        i, z, y, x = (int(v) for v in centres[int(self.rng.integers(len(centres)))])
         img, p = self.cache.images[i], self.patch
+        ay, ax = (p // 2, p // 2) if at is None else (int(at[0]), int(at[1]))
         ci = np.zeros((img.shape[1], p, p), np.float32)
-        _paste(ci, img[z].astype(np.float32), p // 2 - y, p // 2 - x)
-        return ci, np.zeros((p, p), np.float32)
+        _paste(ci, img[z].astype(np.float32), ay - y, ax - x)
+        return ci
+
+    def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._window(self.negatives), np.zeros((self.patch, self.patch), np.float32)
 
     def sample(
         self, n: int, negative_fraction: float = 0.0, entries: list[int] | None = None

@@ -113,6 +113,9 @@ def test_cache_adds_the_lung_of_a_whole_series_as_negatives(tiny_vois, tmp_path)
     img, centres = cache.images[series_entry], cache.labels[series_entry]
     assert img.shape[0] == 133 and img.shape[1] == 3
     assert 0.02 < centres.mean() < 0.5
+    assert cache.meta[series_entry]["lung"]
+    assert not any(cache.meta[i]["lung"] for i in cache.entries(negative=True)[:-1])
+    assert set(cache.lung_centres()[:, 0]) == {series_entry}
 
 
 def test_cache_refuses_a_series_without_reader_xml_before_reading_crops(tiny_vois, tmp_path):
