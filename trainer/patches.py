@@ -159,8 +159,9 @@ class PatchSampler:
                             for e in crops])
         self.crop_p = weights / weights.sum()
         self.negatives = cache.negative_centres()
-        self.lung = cache.lung_centres() if "lung" in canvas else np.zeros((0, 4), np.int64)
-        if "lung" in canvas and not len(self.lung):
+        uses_lung = canvas in ("lung", "air+lung")
+        self.lung = cache.lung_centres() if uses_lung else np.zeros((0, 4), np.int64)
+        if uses_lung and not len(self.lung):
             raise ValueError(f"crop_canvas {canvas!r} needs lesion-free lung windows: build the "
                              "cache with negative_series")
 
