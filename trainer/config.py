@@ -17,9 +17,11 @@ DECODERS = ("concat", "additive")
 """U-Net decoders of :class:`trainer.models.UNet`."""
 CANVASES = ("air", "reflect")
 """What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
-TRAIN_CANVASES = (*CANVASES, "lung", "air+lung")
-"""Training canvases: also lesion-free lung of a ``negative_series`` (``lung``), or air and
-that lung drawn with equal probability (``air+lung``)."""
+LUNG_CANVASES = ("lung", "air+lung")
+"""Training canvases that need lesion-free lung of a ``negative_series``: that lung (``lung``),
+or air and that lung drawn with equal probability (``air+lung``)."""
+TRAIN_CANVASES = (*CANVASES, *LUNG_CANVASES)
+"""Every canvas a training patch may use."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.config import TRAIN_CANVASES
+from trainer.config import LUNG_CANVASES, TRAIN_CANVASES
 
 SUBSOLID = ("part-solid", "non-solid")
 PARENCHYMA_MAX_HU = -500.0
@@ -40,6 +40,7 @@ class PatchCache:
             self.meta: list[dict] = json.loads(str(data["meta"]))
             self.cache_config: dict = json.loads(str(data["config"]))
         self._negative_centres: np.ndarray | None = None
+        self._lung_centres: dict[float, np.ndarray] = {}
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         i0 = l0 = 0
@@ -67,7 +68,10 @@ class PatchCache:
 
         A row is kept when its entry is a series' lung and its pixel (middle channel) is at
         most ``max_hu``, which leaves out the wall and hilum that the lung gate also allows.
+        Computed once per ``max_hu`` and shared by every sampler drawing from the cache.
         """
+        if max_hu in self._lung_centres:
+            return self._lung_centres[max_hu]
         rows = self.negative_centres()
         lo, hi = self.cache_config["hu_window"]
         level = (max_hu - lo) / (hi - lo) * 255.0
@@ -79,7 +83,8 @@ class PatchCache:
             img = self.images[i]
             _, z, y, x = rows[sel].T
             keep[sel] = img[z, img.shape[1] // 2, y, x] <= level
-        return rows[keep]
+        self._lung_centres[max_hu] = rows[keep]
+        return self._lung_centres[max_hu]
 
     def entries(self, patients: list[str] | None = None, negative: bool = False) -> list[int]:
         """Return the indices of the crops of ``patients`` (all when None) or of negatives."""
@@ -100,9 +105,17 @@ def _paste(canvas: np.ndarray, src: np.ndarray, oy: int, ox: int) -> None:
 
 
 def _window_reduce(a: np.ndarray, r: int, reduce=np.mean) -> np.ndarray:
-    """Reduce ``a`` (2D) over the ``(2r+1)^2`` window around each pixel (zero beyond)."""
-    view = np.lib.stride_tricks.sliding_window_view(np.pad(a, r), (2 * r + 1, 2 * r + 1))
-    return reduce(view, axis=(-2, -1))
+    """Reduce ``a`` (2D) over the ``(2r+1)^2`` window around each pixel (zero beyond).
+
+    Row then column: max and mean over a square are separable, so each pixel costs
+    ``2 (2r+1)`` values instead of ``(2r+1)^2``.
+    """
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r, r)
+        view = np.lib.stride_tricks.sliding_window_view(np.pad(a, pad), 2 * r + 1, axis=axis)
+        a = reduce(view, axis=-1)
+    return a
 
 
 def lesion_weight(footprint: np.ndarray, grow: int, feather: int) -> np.ndarray:
@@ -159,7 +172,7 @@ class PatchSampler:
                             for e in crops])
         self.crop_p = weights / weights.sum()
         self.negatives = cache.negative_centres()
-        uses_lung = canvas in ("lung", "air+lung")
+        uses_lung = canvas in LUNG_CANVASES
         self.lung = cache.lung_centres() if uses_lung else np.zeros((0, 4), np.int64)
         if uses_lung and not len(self.lung):
             raise ValueError(f"crop_canvas {canvas!r} needs lesion-free lung windows: build the "
