@@ -1,6 +1,7 @@
 """``trainer`` command line.
 
-Commands: cache, pretrain-vae, pretrain-contrastive, finetune, evaluate, export, study.
+Commands: cache, pretrain-vae, pretrain-contrastive, finetune, pseudo-label, evaluate, export,
+shape-limits, study.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
                        ("pretrain-contrastive", "SimCLR pretraining (init= a VAE to chain)"),
                        ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
         _add_config(sub.add_parser(name, help=text))
+    pl = sub.add_parser("pseudo-label", help="label the crops of the training patients "
+                        "outside label_fraction with a teacher (for pseudo_labels=FILE)")
+    _add_config(pl)
+    pl.add_argument("--teacher", required=True, help="fine-tuned U-Net checkpoint (.pt)")
+    pl.add_argument("--out", required=True, help="output .npz")
     ev = sub.add_parser("evaluate", help="evaluate an exported model (or a baseline)")
     ev.add_argument("--model", help="exported .onnx (default models/lungseg-unet.onnx)")
     ev.add_argument("--baseline", choices=("threshold", "kmeans"),
@@ -156,6 +162,10 @@ def run(argv: list[str] | None = None) -> int:
         print(build_cache(_config(args)))
     elif args.command in commands:
         print(commands[args.command](_config(args)))
+    elif args.command == "pseudo-label":
+        from trainer.pseudo import write_pseudo_labels
+
+        print(write_pseudo_labels(_config(args), args.teacher, args.out))
     elif args.command == "evaluate":
         result = _evaluate(args)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,10 @@ class TrainConfig:
         Weight of BCE next to soft Dice.
     vae_augment_prob, vae_checkpoint
         Probability of replacing a fine-tuning image by a VAE re-synthesis, and the VAE used.
+    pseudo_labels : str
+        File of ``trainer pseudo-label``: a teacher's masks of the crops of the training
+        patients outside ``label_fraction``; fine-tuning then also trains on those crops
+        (self-training, :mod:`trainer.pseudo`). Empty for none.
     eval_every : int
         Steps between validation passes.
     device : str
@@ -121,6 +125,7 @@ class TrainConfig:
     bce_weight: float = 1.0
     vae_augment_prob: float = 0.0
     vae_checkpoint: str = ""
+    pseudo_labels: str = ""
     eval_every: int = 200
     device: str = "cpu"
     num_threads: int = 2

@@ -20,11 +20,11 @@ from tqdm import tqdm
 from trainer.augment import augment
 from trainer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import label_subset, patient_split
 from trainer.losses import dice_bce_loss, nt_xent, vae_loss
 from trainer.models import build_model
 from trainer.patches import PatchCache, PatchSampler
 from trainer.plots import plot_curves, plot_overlays
+from trainer.pseudo import apply_pseudo_labels, crop_split
 from trainer.schedule import learning_rate
 from trainer.transfer import transfer_encoder
 
@@ -48,11 +48,11 @@ class Setup:
         self.device = torch.device(cfg.device)
         self.gen = seed_everything(cfg.seed)
         self.cache = PatchCache(cfg.cache)
-        crops = self.cache.entries()
-        patients = sorted({self.cache.meta[i]["patient"] for i in crops})
-        self.split = patient_split(patients, cfg.test_fraction, cfg.val_fraction, seed=0)
-        self.labelled = label_subset(self.split["train"], cfg.label_fraction, seed=0)
-        self.train = PatchSampler(self.cache, self.cache.entries(self.labelled), cfg.patch_size,
+        self.split, self.labelled = crop_split(self.cache, cfg)
+        self.pseudo_labelled = (apply_pseudo_labels(self.cache, cfg.pseudo_labels, cfg)
+                                if cfg.pseudo_labels else [])
+        self.train = PatchSampler(self.cache, self.cache.entries(self.labelled)
+                                  + self.pseudo_labelled, cfg.patch_size,
                                   cfg.seed, cfg.subsolid_weight, cfg.crop_canvas)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
                                        cfg.patch_size, cfg.seed + 1)
@@ -66,8 +66,11 @@ class Setup:
 
     def split_info(self) -> dict:
         """Split and label subset, for checkpoints and the sidecar."""
-        return {"split": self.split, "labelled_patients": self.labelled,
+        info = {"split": self.split, "labelled_patients": self.labelled,
                 "label_fraction": self.cfg.label_fraction}
+        if self.pseudo_labelled:
+            info["pseudo_labelled_crops"] = len(self.pseudo_labelled)
+        return info
 
 
 def train_loop(

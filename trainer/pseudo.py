@@ -1,0 +1,155 @@
+"""Pseudo-labels for self-training: a teacher labels the crops of unlabelled patients.
+
+With ``label_fraction < 1`` fine-tuning uses the masks of a subset of the training patients
+only. :func:`write_pseudo_labels` runs a fine-tuned teacher over the cached crops of the other
+training patients (their images, not their masks) and stores its thresholded prediction;
+``pseudo_labels=FILE`` in the fine-tuning config then trains on the labelled crops plus these
+(:func:`apply_pseudo_labels`), so unlabelled CT adds to the few labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trainer.config import TrainConfig
+from trainer.data import label_subset, patient_split
+from trainer.patches import PatchCache
+
+CANVAS_MARGIN_PX = 8
+"""Air kept around a crop on each side when the teacher labels it (6 mm at 0.78 mm)."""
+
+
+def crop_split(cache: PatchCache, cfg: TrainConfig) -> tuple[dict[str, list[str]], list[str]]:
+    """Return the patient split and the labelled training patients, as fine-tuning uses them."""
+    patients = sorted({cache.meta[i]["patient"] for i in cache.entries()})
+    split = patient_split(patients, cfg.test_fraction, cfg.val_fraction, seed=0)
+    return split, label_subset(split["train"], cfg.label_fraction, seed=0)
+
+
+def unlabelled_train_entries(cache: PatchCache, cfg: TrainConfig) -> list[int]:
+    """Return the crop entries of training patients outside the labelled subset."""
+    split, labelled = crop_split(cache, cfg)
+    others = sorted(set(split["train"]) - set(labelled))
+    return cache.entries(others) if others else []
+
+
+def in_air_canvas(image: np.ndarray, patch: int, multiple: int) -> tuple[np.ndarray, tuple]:
+    """Centre a cached crop ``(z, c, h, w)`` (uint8) in an air canvas, as [0, 1] float32.
+
+    The canvas is square, at least ``patch`` and the crop plus :data:`CANVAS_MARGIN_PX` on
+    each side, rounded up to ``multiple``. Returns the canvas and the crop's ``(y, x)``
+    slices in it.
+    """
+    h, w = image.shape[-2:]
+    side = max(h, w, patch) + 2 * CANVAS_MARGIN_PX
+    side += (-side) % multiple
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    canvas = np.zeros((*image.shape[:2], side, side), np.float32)
+    canvas[..., y0 : y0 + h, x0 : x0 + w] = image / 255.0
+    return canvas, (slice(y0, y0 + h), slice(x0, x0 + w))
+
+
+def teacher_mask(model: torch.nn.Module, image: np.ndarray, cfg: TrainConfig,
+                 threshold: float, batch: int = 32) -> np.ndarray:
+    """Return the teacher's ``(z, h, w)`` uint8 mask of one cached crop."""
+    canvas, (ys, xs) = in_air_canvas(image, cfg.patch_size, cfg.size_multiple)
+    probs = []
+    with torch.no_grad():
+        for start in range(0, len(canvas), batch):
+            x = torch.from_numpy(canvas[start : start + batch])
+            probs.append(torch.sigmoid(model(x))[:, 0].numpy())
+    return (np.concatenate(probs)[:, ys, xs] > threshold).astype(np.uint8)
+
+
+def write_pseudo_labels(cfg: TrainConfig, teacher: str | Path, out: str | Path) -> Path:
+    """Label the unlabelled training crops of ``cfg`` with ``teacher``; write an ``.npz``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        Its ``cache``, split fractions and ``label_fraction`` say which crops are unlabelled.
+    teacher : str or Path
+        Fine-tuned U-Net checkpoint; its own threshold binarises the probability.
+    out : str or Path
+        Output file.
+
+    Raises
+    ------
+    ValueError
+        If ``label_fraction`` leaves no training patient unlabelled, or the teacher is not
+        a U-Net checkpoint.
+    """
+    from trainer.checkpoint import model_from_checkpoint
+
+    torch.set_num_threads(cfg.num_threads)
+    cache = PatchCache(cfg.cache)
+    entries = unlabelled_train_entries(cache, cfg)
+    if not entries:
+        raise ValueError(f"label_fraction={cfg.label_fraction} leaves no training patient "
+                         "unlabelled: nothing to pseudo-label")
+    model, teacher_cfg, data = model_from_checkpoint(teacher)
+    if data["class_name"] != "UNet":
+        raise ValueError(f"{teacher} is a {data['class_name']} checkpoint, not a U-Net")
+    masks = [teacher_mask(model, cache.images[e], cfg, teacher_cfg.threshold)
+             for e in tqdm(entries, desc="pseudo-labels", mininterval=10)]
+    info = {"teacher": str(teacher), "teacher_sha256": _sha256(teacher),
+            "threshold": teacher_cfg.threshold, "label_fraction": cfg.label_fraction,
+            "cache": str(cfg.cache), "names": [cache.meta[e]["name"] for e in entries]}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, labels=np.concatenate([m.ravel() for m in masks]),
+                        shapes=np.array([m.shape for m in masks], np.int64),
+                        info=np.array(json.dumps(info)))
+    return out
+
+
+def apply_pseudo_labels(cache: PatchCache, path: str | Path, cfg: TrainConfig) -> list[int]:
+    """Replace the labels of the crops named in ``path`` by their pseudo-labels.
+
+    Returns
+    -------
+    list of int
+        The cache entries now carrying pseudo-labels.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If a named crop is not in the cache, belongs to a labelled, validation or test
+        patient, or its pseudo-label does not match the crop's shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pseudo-label file not found: {path} (run `trainer "
+                                "pseudo-label` first)")
+    with np.load(path) as data:
+        labels, shapes = data["labels"], data["shapes"]
+        names = json.loads(str(data["info"]))["names"]
+    allowed = set(unlabelled_train_entries(cache, cfg))
+    by_name = {cache.meta[i]["name"]: i for i in cache.entries()}
+    entries, start = [], 0
+    for name, shape in zip(names, shapes, strict=True):
+        entry = by_name.get(name)
+        if entry is None or entry not in allowed:
+            where = ("not in the cache" if entry is None
+                     else "of a labelled, validation or test patient")
+            raise ValueError(f"{path}: pseudo-labelled crop {name} is {where}")
+        size = int(np.prod(shape))
+        if tuple(shape) != cache.labels[entry].shape:
+            raise ValueError(f"{path}: pseudo-label of {name} has shape {tuple(shape)}, the "
+                             f"crop {cache.labels[entry].shape}")
+        cache.labels[entry] = labels[start : start + size].reshape(shape)
+        entries.append(entry)
+        start += size
+    return entries
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
