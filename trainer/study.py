@@ -1,7 +1,9 @@
 """The label-efficiency study: pretraining x label fraction, with the baselines.
 
 ``train`` stage: VAE, contrastive (from scratch and from the VAE) pretraining, then one
-U-Net fine-tuning per (initialisation, label fraction), run as parallel subprocesses.
+U-Net fine-tuning per (initialisation, label fraction), and for each fraction below 100 %
+self-training (pseudo-labels of the VAE-init model on the unlabelled training crops, then a
+U-Net fine-tuned on both), run as parallel subprocesses.
 ``report`` stage: export every fine-tuned model, evaluate it through the ONNX engine on the
 held-out test patients' crops next to the thresholding and k-means baselines, and write
 ``docs/results.md`` with a plot.
@@ -20,6 +22,10 @@ from trainer.config import TrainConfig
 
 INITS = ("scratch", "vae", "contrastive", "vae+contrastive")
 PRETRAIN_OF = {"vae": "vae", "contrastive": "contrastive", "vae+contrastive": "vae_contrastive"}
+SELF_TRAINING = "vae+self-training"
+"""The VAE-init model of a label fraction labels the crops of the other training patients
+(:mod:`trainer.pseudo`); a U-Net from the VAE is fine-tuned on both."""
+METHODS = (*INITS, SELF_TRAINING)
 
 
 @dataclass
@@ -58,12 +64,32 @@ def plan_jobs(config: str | None, root: Path, fractions: list[float], pretrain_s
                 deps = [PRETRAIN_OF[init]]
                 extra += ["--set", f"init={root / PRETRAIN_OF[init] / 'final.pt'}"]
             fine.append(job(run_name(init, frac), "finetune", extra, deps))
-    return pre + fine
+    return pre + fine + _self_training_jobs(job, root, ordered, finetune_steps)
+
+
+def pseudo_name(fraction: float) -> str:
+    """Folder of the pseudo-labels made by the VAE-init model of ``fraction``."""
+    return "pseudo_" + run_name("vae", fraction)
+
+
+def _self_training_jobs(job, root: Path, fractions: list[float], steps: int) -> list[Job]:
+    jobs = []
+    for frac in (f for f in fractions if f < 1.0):
+        teacher, labels = run_name("vae", frac), root / pseudo_name(frac) / "labels.npz"
+        common = ["--set", f"label_fraction={frac}"]
+        jobs.append(job(pseudo_name(frac), "pseudo-label",
+                        [*common, "--teacher", str(root / teacher / "final.pt"),
+                         "--out", str(labels)], [teacher]))
+        jobs.append(job(run_name(SELF_TRAINING, frac), "finetune",
+                        [*common, "--set", f"steps={steps}",
+                         "--set", f"init={root / 'vae' / 'final.pt'}",
+                         "--set", f"pseudo_labels={labels}"], [pseudo_name(frac), "vae"]))
+    return jobs
 
 
 def run_name(init: str, fraction: float) -> str:
     """Folder name of one fine-tuning run."""
-    return f"ft_{init.replace('+', '_')}_{int(round(fraction * 100)):03d}"
+    return f"ft_{init.replace('+', '_').replace('-', '')}_{int(round(fraction * 100)):03d}"
 
 
 def run_jobs(jobs: list[Job], max_parallel: int, log_dir: Path, deadline_s: float) -> dict:
