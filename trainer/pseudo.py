@@ -57,7 +57,10 @@ def in_air_canvas(image: np.ndarray, patch: int, multiple: int) -> tuple[np.ndar
 
 def teacher_mask(model: torch.nn.Module, image: np.ndarray, cfg: TrainConfig,
                  threshold: float, batch: int = 32) -> np.ndarray:
-    """Return the teacher's ``(z, h, w)`` uint8 mask of one cached crop."""
+    """Return the teacher's ``(z, h, w)`` uint8 mask of one cached crop.
+
+    ``cfg`` is the teacher's config: its ``patch_size`` and ``size_multiple`` shape the canvas.
+    """
     canvas, (ys, xs) = in_air_canvas(image, cfg.patch_size, cfg.size_multiple)
     probs = []
     with torch.no_grad():
@@ -96,7 +99,7 @@ def write_pseudo_labels(cfg: TrainConfig, teacher: str | Path, out: str | Path) 
     model, teacher_cfg, data = model_from_checkpoint(teacher)
     if data["class_name"] != "UNet":
         raise ValueError(f"{teacher} is a {data['class_name']} checkpoint, not a U-Net")
-    masks = [teacher_mask(model, cache.images[e], cfg, teacher_cfg.threshold)
+    masks = [teacher_mask(model, cache.images[e], teacher_cfg, teacher_cfg.threshold)
              for e in tqdm(entries, desc="pseudo-labels", mininterval=10)]
     info = {"teacher": str(teacher), "teacher_sha256": _sha256(teacher),
             "threshold": teacher_cfg.threshold, "label_fraction": cfg.label_fraction,
