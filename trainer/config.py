@@ -79,7 +79,8 @@ class TrainConfig:
     pseudo_labels : str
         File of ``trainer pseudo-label``: a teacher's masks of the crops of the training
         patients outside ``label_fraction``; fine-tuning then also trains on those crops
-        (self-training, :mod:`trainer.pseudo`). Empty for none.
+        (self-training, :mod:`trainer.pseudo`). ``subsolid_weight`` still reads those
+        crops' texture from ``nodules.csv``. Empty for none.
     eval_every : int
         Steps between validation passes.
     device : str
