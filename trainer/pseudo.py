@@ -9,7 +9,6 @@ training patients (their images, not their masks) and stores its thresholded pre
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engines.trt_cache import file_sha256
 from trainer.config import TrainConfig
 from trainer.data import label_subset, patient_split
 from trainer.patches import PatchCache
@@ -101,7 +101,7 @@ def write_pseudo_labels(cfg: TrainConfig, teacher: str | Path, out: str | Path) 
         raise ValueError(f"{teacher} is a {data['class_name']} checkpoint, not a U-Net")
     masks = [teacher_mask(model, cache.images[e], teacher_cfg, teacher_cfg.threshold)
              for e in tqdm(entries, desc="pseudo-labels", mininterval=10)]
-    info = {"teacher": str(teacher), "teacher_sha256": _sha256(teacher),
+    info = {"teacher": str(teacher), "teacher_sha256": file_sha256(teacher),
             "threshold": teacher_cfg.threshold, "label_fraction": cfg.label_fraction,
             "cache": str(cfg.cache), "names": [cache.meta[e]["name"] for e in entries]}
     out = Path(out)
@@ -152,7 +152,3 @@ def apply_pseudo_labels(cache: PatchCache, path: str | Path, cfg: TrainConfig) -
         entries.append(entry)
         start += size
     return entries
-
-
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
