@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                     "own mirrored image (reflect)")
     ev.add_argument("--json", required=True, help="output JSON")
     ex = sub.add_parser("export", help="export a fine-tuned checkpoint to ONNX + .pt2 + sidecar")
-    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--checkpoint", required=True, action="append",
+                    help="fine-tuned checkpoint; repeat it to export an ensemble whose output "
+                    "is the mean of the members' probabilities")
     ex.add_argument("--out", default="models/lungseg-unet.onnx")
     ex.add_argument("--metrics", help="JSON file merged into the sidecar's extra")
     ex.add_argument("--no-pt2", action="store_true")
@@ -182,7 +184,7 @@ def run(argv: list[str] | None = None) -> int:
             from trainer.checkpoint import model_from_checkpoint
 
             out = Path(args.out)
-            cfg = model_from_checkpoint(args.checkpoint)[1]
+            cfg = model_from_checkpoint(args.checkpoint[0])[1]
             extra["anomaly"] = export_anomaly(args.vae, out.with_name(out.stem + "-vae.onnx"), cfg)
         spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2,
                                          args.model_version)

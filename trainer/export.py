@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,10 +18,13 @@ import torch
 from engines.spec import ModelSpec, write_spec
 from trainer.checkpoint import model_from_checkpoint
 from trainer.config import spec_from_config
-from trainer.models import ProbabilityModel
+from trainer.models import MeanProbabilityModel, ProbabilityModel
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
+INPUT_CONTRACT = ("slice_offsets_mm", "pixel_spacing_mm", "hu_window", "size_multiple", "threshold",
+                  "min_lesion_volume_mm3")
+"""Sidecar fields every member of an exported ensemble must share."""
 
 
 class ParityError(RuntimeError):
@@ -129,16 +134,61 @@ def count_flops_256(model: torch.nn.Module, channels: int) -> float:
     return total / 1e9
 
 
+class Member(NamedTuple):
+    """One loaded checkpoint of an export: its path, network, config and content."""
+
+    path: Path
+    net: torch.nn.Module
+    cfg: object
+    data: dict
+
+
+def load_members(
+    checkpoints: Sequence[str | Path], out_path: str | Path,
+) -> tuple[list[Member], Path]:
+    """Load the U-Net checkpoints of an export (one model, or the members of an ensemble).
+
+    Raises
+    ------
+    ValueError
+        If no checkpoint is given, one is not a U-Net, ``out_path`` does not end in ``.onnx``,
+        or the members differ in a field of :data:`INPUT_CONTRACT` (their inputs or outputs
+        would not mean the same thing).
+    """
+    if not checkpoints:
+        raise ValueError("export needs at least one checkpoint")
+    members = []
+    for path in checkpoints:
+        net, cfg, data, out_path = load_for_export(path, out_path, "UNet")
+        members.append(Member(Path(path), net, cfg, data))
+    first = dataclasses.asdict(spec_from_config(members[0].cfg))
+    for member in members[1:]:
+        other = dataclasses.asdict(spec_from_config(member.cfg))
+        differ = [k for k in INPUT_CONTRACT if other[k] != first[k]]
+        if differ:
+            raise ValueError(f"ensemble member {member.path} differs from {members[0].path} "
+                             f"in {', '.join(differ)}")
+    return members, Path(out_path)
+
+
+def _ensemble_info(members: list[Member]) -> dict:
+    rows = [{"checkpoint": m.path.name, "run": m.path.parent.name, "steps": m.data["step"],
+             "seed": m.cfg.seed, "base_width": m.cfg.base_width, "init": m.cfg.init}
+            for m in members]
+    return {"members": rows, "combination": "mean of the members' probabilities"}
+
+
 def export_checkpoint(
-    checkpoint: str | Path, out_path: str | Path, extra: dict | None = None,
-    with_pt2: bool = True, version: str | None = None,
+    checkpoint: str | Path | Sequence[str | Path], out_path: str | Path,
+    extra: dict | None = None, with_pt2: bool = True, version: str | None = None,
 ) -> tuple[ModelSpec, float]:
-    """Export a U-Net checkpoint to ``out_path`` (``.onnx``) plus ``.pt2`` and ``.json``.
+    """Export a U-Net checkpoint (or an ensemble) to ``out_path`` plus ``.pt2`` and ``.json``.
 
     Parameters
     ----------
-    checkpoint : str or Path
-        A ``finetune`` checkpoint.
+    checkpoint : str, Path or sequence of them
+        A ``finetune`` checkpoint; several export one model whose output is the mean of
+        their probabilities (sidecar ``extra.ensemble``; its training record is the first's).
     out_path : str or Path
         Target ``.onnx`` path; the sidecar and ``.pt2`` share its stem.
     extra : dict, optional
@@ -158,12 +208,16 @@ def export_checkpoint(
     Raises
     ------
     ValueError
-        If the checkpoint is not a U-Net or ``out_path`` does not end in ``.onnx``.
+        If a checkpoint is not a U-Net, ensemble members differ in their input contract,
+        or ``out_path`` does not end in ``.onnx``.
     ParityError
         If ONNX and PyTorch disagree.
     """
-    net, cfg, data, out_path = load_for_export(checkpoint, out_path, "UNet")
-    model = ProbabilityModel(net).eval()
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    members, out_path = load_members(checkpoints, out_path)
+    nets = [m.net for m in members]
+    cfg, data = members[0].cfg, members[0].data
+    model = (ProbabilityModel(nets[0]) if len(nets) == 1 else MeanProbabilityModel(nets)).eval()
     channels, multiple = len(cfg.slice_offsets_mm), cfg.size_multiple
     out_path.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out_path, channels, multiple)
@@ -171,14 +225,18 @@ def export_checkpoint(
     if with_pt2:
         export_pt2(model, out_path.with_suffix(".pt2"), channels, multiple)
     info = {
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-        "gmac_per_256x256_slice": round(count_flops_256(net, channels), 3),
+        "parameters": int(sum(p.numel() for net in nets for p in net.parameters())),
+        "gmac_per_256x256_slice": round(sum(count_flops_256(n, channels) for n in nets), 3),
         "onnx_opset": OPSET, "onnx_torch_max_abs_diff": parity,
         "normalisation": "HU clipped to hu_window, mapped linearly to [0, 1]",
         "output": "sigmoid probabilities (n, 1, h, w)",
         "training": {**data.get("extra", {}), "config": cfg.to_dict(), "steps": data["step"]},
     }
+    if len(nets) > 1:
+        info["ensemble"] = _ensemble_info(members)
     spec = spec_from_config(cfg, {**info, **(extra or {})})
+    if len(nets) > 1:
+        spec = dataclasses.replace(spec, architecture=f"mean of {len(nets)} x {spec.architecture}")
     if version:
         spec = dataclasses.replace(spec, version=version)
     write_spec(spec, out_path)

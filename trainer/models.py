@@ -140,6 +140,20 @@ class ProbabilityModel(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
+class MeanProbabilityModel(nn.Module):
+    """Averages the sigmoid probabilities of several logit models (an exported ensemble)."""
+
+    def __init__(self, nets: list[nn.Module]) -> None:
+        super().__init__()
+        if not nets:
+            raise ValueError("an ensemble needs at least one network")
+        self.members = nn.ModuleList(ProbabilityModel(net) for net in nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the members' mean probability in [0, 1]."""
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
 class VAE(nn.Module):
     """Variational auto-encoder with a spatial latent at the encoder's coarsest stage.
 

@@ -42,6 +42,51 @@ def test_export_parity_and_sidecar(tmp_path, decoder):
     assert np.abs(got_pt2 - ref).max() < 1e-4
 
 
+def _tiny_checkpoint(tmp_path, name: str, seed: int, **overrides):
+    from trainer.checkpoint import save_checkpoint
+
+    cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
+                        "seed": seed, **overrides})
+    torch.manual_seed(seed)
+    model = build_model("UNet", cfg)
+    _randomise_batch_norm(model)
+    return model, save_checkpoint(tmp_path / f"{name}.pt", model, None, cfg, 7, 0, [])
+
+
+def test_export_ensemble_is_the_mean_of_its_members(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from engines import create_engine
+
+    (model_a, ckpt_a), (model_b, ckpt_b) = (_tiny_checkpoint(tmp_path, n, s)
+                                            for n, s in (("a", 0), ("b", 1)))
+    onnx = tmp_path / "ens.onnx"
+    assert main(["export", "--checkpoint", str(ckpt_a), "--checkpoint", str(ckpt_b),
+                 "--out", str(onnx), "--no-pt2"]) == 0
+    sidecar = json.loads(onnx.with_suffix(".json").read_text())
+    members = sidecar["extra"]["ensemble"]["members"]
+    assert [m["seed"] for m in members] == [0, 1]
+    assert sidecar["architecture"].startswith("mean of 2")
+    single = sum(p.numel() for p in model_a.parameters())
+    assert sidecar["extra"]["parameters"] == 2 * single
+    x = np.random.default_rng(1).random((2, 3, 32, 48), dtype=np.float32)
+    with create_engine("onnx", onnx, threads=1) as engine:
+        got = engine.infer(x)
+    with torch.no_grad():
+        probs = [torch.sigmoid(m.eval()(torch.from_numpy(x))).numpy() for m in (model_a, model_b)]
+    assert np.abs(probs[0] - probs[1]).max() > 1e-3  # the members really differ
+    assert np.abs(got - (probs[0] + probs[1]) / 2).max() < 1e-4
+
+
+def test_export_ensemble_refuses_members_with_other_inputs(tmp_path):
+    from trainer.export import export_checkpoint
+
+    _, ckpt_a = _tiny_checkpoint(tmp_path, "a", 0)
+    _, ckpt_b = _tiny_checkpoint(tmp_path, "b", 1, slice_offsets_mm=[0.0])
+    with pytest.raises(ValueError, match="differs from .* in slice_offsets_mm"):
+        export_checkpoint([ckpt_a, ckpt_b], tmp_path / "ens.onnx", with_pt2=False)
+    assert not (tmp_path / "ens.onnx").exists()
+
+
 def _randomise_batch_norm(model: torch.nn.Module) -> None:
     """Give batch norm non-trivial statistics, so parity covers the folded layers."""
     generator = torch.Generator().manual_seed(0)
