@@ -2,7 +2,7 @@
 
 Each reference mask of the chosen crops is grown and shrunk by one voxel in-plane
 (SimpleITK binary dilation / erosion, radius (1, 1, 0)) and scored against itself with the
-same per-nodule Dice as ``trainer evaluate``. No model is involved.
+same per-nodule Dice and size bins as ``trainer evaluate``. No model is involved.
 
 Usage::
 
@@ -20,11 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from trainer.data import read_crop
-from trainer.evaluate import select_records
+from trainer.evaluate import SIZE_BINS, select_records
 from trainer.metrics import overlap_metrics
-
-SIZE_BINS = {"< 6 mm": (0.0, 6.0), "6-10 mm": (6.0, 10.0), "10-20 mm": (10.0, 20.0),
-             ">= 20 mm": (20.0, float("inf"))}
 
 
 def shifted_dice(mask: np.ndarray) -> tuple[float, float]:
@@ -37,12 +34,12 @@ def shifted_dice(mask: np.ndarray) -> tuple[float, float]:
 
 def table(vois: str, patients: list[str] | None) -> list[tuple[str, int, float, float, float]]:
     """Rows ``(size bin, n, mean Dice grown, mean Dice shrunk, mean in-plane spacing mm)``."""
-    rows: dict[str, list[tuple[float, float, float]]] = {k: [] for k in SIZE_BINS}
+    rows: dict[str, list[tuple[float, float, float]]] = {name: [] for _, _, name in SIZE_BINS}
     for rec in select_records(vois, patients):
         _, mask, spacing, _ = read_crop(rec)
-        size = next(k for k, (lo, hi) in SIZE_BINS.items() if lo <= rec.diameter_mm < hi)
+        size = next(name for lo, hi, name in SIZE_BINS if lo <= rec.diameter_mm < hi)
         rows[size].append((*shifted_dice(mask > 0), float(spacing[1])))
-    rows["all"] = [r for k in SIZE_BINS for r in rows[k]]
+    rows["all"] = [r for bin_rows in rows.values() for r in bin_rows]
     return [(k, len(v), *np.mean(v, axis=0).tolist()) for k, v in rows.items() if v]
 
 

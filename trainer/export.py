@@ -232,11 +232,11 @@ def export_checkpoint(
         "output": "sigmoid probabilities (n, 1, h, w)",
         "training": {**data.get("extra", {}), "config": cfg.to_dict(), "steps": data["step"]},
     }
+    spec = spec_from_config(cfg)
     if len(nets) > 1:
         info["ensemble"] = _ensemble_info(members)
-    spec = spec_from_config(cfg, {**info, **(extra or {})})
-    if len(nets) > 1:
         spec = dataclasses.replace(spec, architecture=f"mean of {len(nets)} x {spec.architecture}")
+    spec = dataclasses.replace(spec, extra={**info, **(extra or {})})
     if version:
         spec = dataclasses.replace(spec, version=version)
     write_spec(spec, out_path)
