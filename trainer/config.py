@@ -14,6 +14,7 @@ from pipeline.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
+DICE_MODES = ("batch", "sample")
 """U-Net decoders of :class:`trainer.models.UNet`."""
 CANVASES = ("air", "reflect")
 """What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
@@ -74,6 +75,9 @@ class TrainConfig:
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
         Weight of BCE next to soft Dice.
+    dice_mode : {'batch', 'sample'}
+        Soft Dice pooled over the batch, or averaged over the patches that hold lesion
+        (each lesion slice weighs the same, as in the per-nodule mean Dice).
     vae_augment_prob, vae_checkpoint
         Probability of replacing a fine-tuning image by a VAE re-synthesis, and the VAE used.
     pseudo_labels : str
@@ -124,6 +128,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     bce_weight: float = 1.0
+    dice_mode: str = "batch"
     vae_augment_prob: float = 0.0
     vae_checkpoint: str = ""
     pseudo_labels: str = ""
@@ -160,6 +165,8 @@ class TrainConfig:
         if self.crop_canvas not in TRAIN_CANVASES:
             raise ConfigError(
                 f"crop_canvas must be one of {TRAIN_CANVASES}, got {self.crop_canvas!r}")
+        if self.dice_mode not in DICE_MODES:
+            raise ConfigError(f"dice_mode must be one of {DICE_MODES}, got {self.dice_mode!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

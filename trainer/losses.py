@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from trainer.config import DICE_MODES
+
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) summed over latent elements, averaged over the batch."""
@@ -64,17 +66,49 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1.0 - (2.0 * inter + eps) / (p.sum() + target.sum() + eps)
 
 
+def per_sample_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0
+) -> torch.Tensor:
+    """Soft Dice loss of each sample that has foreground, averaged over those samples.
+
+    Every lesion slice weighs the same whatever its area, as in a per-nodule mean Dice;
+    samples without foreground are left to the BCE term. Zero when no sample has any.
+    """
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    has_fg = t.sum(dim=1) > 0
+    if not bool(has_fg.any()):
+        return logits.sum() * 0.0
+    p, t = p[has_fg], t[has_fg]
+    dice = (2.0 * (p * t).sum(dim=1) + eps) / (p.sum(dim=1) + t.sum(dim=1) + eps)
+    return 1.0 - dice.mean()
+
+
 def dice_bce_loss(
-    logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 1.0
+    logits: torch.Tensor, target: torch.Tensor, bce_weight: float = 1.0,
+    dice_mode: str = "batch",
 ) -> torch.Tensor:
     """Soft Dice loss + ``bce_weight`` * binary cross entropy on logits.
+
+    Parameters
+    ----------
+    logits, target : torch.Tensor
+        Same shape, ``(batch, 1, H, W)``; target in {0, 1}.
+    bce_weight : float
+        Weight of the BCE term.
+    dice_mode : {'batch', 'sample'}
+        Dice pooled over the whole batch (:func:`soft_dice_loss`) or averaged over the
+        samples with foreground (:func:`per_sample_dice_loss`).
 
     Raises
     ------
     ValueError
-        If the shapes differ.
+        If the shapes differ or ``dice_mode`` is unknown.
     """
     if logits.shape != target.shape:
         raise ValueError(f"logits shape {tuple(logits.shape)} != target {tuple(target.shape)}")
+    if dice_mode not in DICE_MODES:
+        raise ValueError(f"dice_mode must be one of {DICE_MODES}, got {dice_mode!r}")
+    dice = soft_dice_loss if dice_mode == "batch" else per_sample_dice_loss
     bce = F.binary_cross_entropy_with_logits(logits, target)
-    return soft_dice_loss(logits, target) + bce_weight * bce
+    return dice(logits, target) + bce_weight * bce

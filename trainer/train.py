@@ -223,12 +223,12 @@ def finetune(cfg: TrainConfig) -> Path:
         x, y = augment(setup.tensor(x), setup.tensor(y), generator=setup.gen)
         if resynth is not None:
             x = resynth(x)
-        return dice_bce_loss(model(x), y, cfg.bce_weight)
+        return dice_bce_loss(model(x), y, cfg.bce_weight, cfg.dice_mode)
 
     def evaluate() -> dict:
         x, y = setup.tensor(setup.val_x), setup.tensor(setup.val_y)
         logits = model(x)
-        return {"val_loss": float(dice_bce_loss(logits, y, cfg.bce_weight)),
+        return {"val_loss": float(dice_bce_loss(logits, y, cfg.bce_weight, cfg.dice_mode)),
                 "val_dice": _dice(torch.sigmoid(logits), y)}
 
     history, seconds = train_loop(setup, model, step, evaluate, run_dir)

@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from trainer.losses import dice_bce_loss, kl_divergence, nt_xent, soft_dice_loss, vae_loss
+from trainer.losses import (
+    dice_bce_loss,
+    kl_divergence,
+    nt_xent,
+    per_sample_dice_loss,
+    soft_dice_loss,
+    vae_loss,
+)
 
 
 def test_kl_hand_computed():
@@ -52,3 +59,26 @@ def test_dice_bce_hand_computed():
     assert got == pytest.approx(dice + 2 * math.log(2.0), rel=1e-6)
     with pytest.raises(ValueError, match="shape"):
         dice_bce_loss(logits, target[..., :1])
+
+
+def test_per_sample_dice_hand_computed():
+    # sample 0: p = 0.5 on [1, 0] -> Dice (2*0.5 + 1) / (1 + 1 + 1) = 2/3
+    # sample 1: p ~ 1 on [1, 1] -> Dice (2*2 + 1) / (2 + 2 + 1) = 1
+    # sample 2: no foreground -> left out of the Dice term
+    logits = torch.tensor([[[[0.0, 0.0]]], [[[20.0, 20.0]]], [[[0.0, 0.0]]]])
+    target = torch.tensor([[[[1.0, 0.0]]], [[[1.0, 1.0]]], [[[0.0, 0.0]]]])
+    assert per_sample_dice_loss(logits, target).item() == pytest.approx(1 / 6, rel=1e-6)
+    # pooled over the batch: 1 - (2*2.5 + 1) / (4 + 3 + 1)
+    assert soft_dice_loss(logits, target).item() == pytest.approx(0.25, rel=1e-6)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target).item()
+    got = dice_bce_loss(logits, target, dice_mode="sample").item()
+    assert got == pytest.approx(1 / 6 + bce, rel=1e-6)
+
+
+def test_per_sample_dice_without_foreground_is_zero_and_differentiable():
+    logits = torch.zeros(2, 1, 3, 3, requires_grad=True)
+    loss = per_sample_dice_loss(logits, torch.zeros(2, 1, 3, 3))
+    loss.backward()
+    assert loss.item() == 0.0 and logits.grad is not None
+    with pytest.raises(ValueError, match="dice_mode"):
+        dice_bce_loss(logits, torch.zeros(2, 1, 3, 3), dice_mode="voxel")
