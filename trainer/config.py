@@ -14,8 +14,9 @@ from pipeline.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
-DICE_MODES = ("batch", "sample")
 """U-Net decoders of :class:`trainer.models.UNet`."""
+DICE_MODES = ("batch", "sample")
+"""Soft Dice of fine-tuning: pooled over the batch, or averaged over the lesion patches."""
 CANVASES = ("air", "reflect")
 """What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
 LUNG_CANVASES = ("lung", "air+lung")
