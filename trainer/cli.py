@@ -1,7 +1,7 @@
 """``trainer`` command line.
 
-Commands: cache, pretrain-vae, pretrain-contrastive, finetune, pseudo-label, evaluate, export,
-shape-limits, study.
+Commands: cache, pretrain-vae, pretrain-contrastive, pretrain-restore, finetune, pseudo-label,
+evaluate, export, shape-limits, study.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("cache", "preprocess the crop folder into the patch cache"),
                        ("pretrain-vae", "VAE pretraining on unlabelled patches"),
                        ("pretrain-contrastive", "SimCLR pretraining (init= a VAE to chain)"),
+                       ("pretrain-restore", "U-Net restoration pretraining (Models Genesis)"),
                        ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
         _add_config(sub.add_parser(name, help=text))
     pl = sub.add_parser("pseudo-label", help="label the crops of the training patients "
@@ -157,7 +158,8 @@ def run(argv: list[str] | None = None) -> int:
     from trainer import train
 
     commands = {"pretrain-vae": train.pretrain_vae, "finetune": train.finetune,
-                "pretrain-contrastive": train.pretrain_contrastive}
+                "pretrain-contrastive": train.pretrain_contrastive,
+                "pretrain-restore": train.pretrain_restore}
     if args.command == "cache":
         from trainer.cache import build_cache
 

@@ -17,6 +17,9 @@ DECODERS = ("concat", "additive")
 """U-Net decoders of :class:`trainer.models.UNet`."""
 DICE_MODES = ("batch", "sample")
 """Soft Dice of fine-tuning: pooled over the batch, or averaged over the lesion patches."""
+INIT_SCOPES = ("encoder", "unet")
+"""What ``init`` copies into the U-Net: the encoder, or every weight but the output head
+(for a checkpoint of ``trainer pretrain-restore``, whose decoder is trained too)."""
 CANVASES = ("air", "reflect")
 """What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
 LUNG_CANVASES = ("lung", "air+lung")
@@ -58,6 +61,9 @@ class TrainConfig:
         Fraction of training patients whose labels fine-tuning uses.
     init : str
         Pretraining checkpoint whose encoder initialises the U-Net ("" = from scratch).
+    init_scope : {'encoder', 'unet'}
+        Weights ``init`` copies: the encoder (VAE, contrastive or restoration checkpoint),
+        or encoder and decoder, all but the output head (restoration checkpoint only).
     negative_fraction : float
         Share of fine-tuning patches taken from lesion-free lung.
     subsolid_weight : float
@@ -122,6 +128,7 @@ class TrainConfig:
     steps: int = 1000
     label_fraction: float = 1.0
     init: str = ""
+    init_scope: str = "encoder"
     negative_fraction: float = 0.25
     subsolid_weight: float = 1.0
     crop_canvas: str = "air"
@@ -168,6 +175,9 @@ class TrainConfig:
                 f"crop_canvas must be one of {TRAIN_CANVASES}, got {self.crop_canvas!r}")
         if self.dice_mode not in DICE_MODES:
             raise ConfigError(f"dice_mode must be one of {DICE_MODES}, got {self.dice_mode!r}")
+        if self.init_scope not in INIT_SCOPES:
+            raise ConfigError(
+                f"init_scope must be one of {INIT_SCOPES}, got {self.init_scope!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

@@ -213,7 +213,16 @@ class ContrastiveModel(nn.Module):
         return self.projection(pooled)
 
 
-MODEL_CLASSES = {"UNet": UNet, "VAE": VAE, "ContrastiveModel": ContrastiveModel}
+class RestorationUNet(UNet):
+    """A :class:`UNet` whose output is the restored centre slice (logits of [0, 1] values).
+
+    Same layers and names as the segmentation U-Net, so ``init_scope=unet`` can copy its
+    encoder and decoder; a separate class so that ``trainer export`` refuses it.
+    """
+
+
+MODEL_CLASSES = {"UNet": UNet, "VAE": VAE, "ContrastiveModel": ContrastiveModel,
+                 "RestorationUNet": RestorationUNet}
 
 
 def build_model(class_name: str, cfg: object) -> nn.Module:
@@ -231,4 +240,4 @@ def build_model(class_name: str, cfg: object) -> nn.Module:
         return VAE(*common, cfg.latent_channels)
     if class_name == "ContrastiveModel":
         return ContrastiveModel(*common, cfg.proj_dim)
-    return UNet(*common, decoder=cfg.decoder)
+    return MODEL_CLASSES[class_name](*common, decoder=cfg.decoder)

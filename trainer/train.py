@@ -25,8 +25,9 @@ from trainer.models import build_model
 from trainer.patches import PatchCache, PatchSampler
 from trainer.plots import plot_curves, plot_overlays
 from trainer.pseudo import apply_pseudo_labels, crop_split
+from trainer.restoration import corrupt
 from trainer.schedule import learning_rate
-from trainer.transfer import transfer_encoder
+from trainer.transfer import initialise, transfer_encoder
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -187,6 +188,32 @@ def pretrain_contrastive(cfg: TrainConfig) -> Path:
     return _finish(setup, model, history, seconds, run_dir)
 
 
+def restoration_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mean squared error of the restored centre slice of a corrupted batch ``x``."""
+    centre = x.shape[1] // 2
+    restored = torch.sigmoid(model(corrupt(x, gen)))
+    return torch.nn.functional.mse_loss(restored, x[:, centre:centre + 1])
+
+
+def pretrain_restore(cfg: TrainConfig) -> Path:
+    """Train a U-Net to restore corrupted unlabelled patches (:mod:`trainer.restoration`)."""
+    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    model = build_model("RestorationUNet", cfg).to(setup.device)
+    val_gen = torch.Generator().manual_seed(cfg.seed + 7)
+    val_x = setup.tensor(setup.val_x)
+
+    def step() -> torch.Tensor:
+        x, _ = setup.unlabelled.sample(cfg.batch_size, cfg.negative_fraction)
+        x, _ = augment(setup.tensor(x), generator=setup.gen)
+        return restoration_loss(model, x, setup.gen)
+
+    def evaluate() -> dict:
+        return {"val_loss": float(restoration_loss(model, val_x, val_gen.manual_seed(cfg.seed)))}
+
+    history, seconds = train_loop(setup, model, step, evaluate, run_dir)
+    return _finish(setup, model, history, seconds, run_dir)
+
+
 def _vae_resynthesis(cfg: TrainConfig, device: torch.device) -> Callable | None:
     if cfg.vae_augment_prob <= 0:
         return None
@@ -214,7 +241,7 @@ def finetune(cfg: TrainConfig) -> Path:
     setup, run_dir = Setup(cfg), _run_dir(cfg)
     model = build_model("UNet", cfg)
     if cfg.init:
-        transfer_encoder(model, load_checkpoint(cfg.init)["state_dict"])
+        initialise(model, load_checkpoint(cfg.init)["state_dict"], cfg.init_scope)
     model.to(setup.device)
     resynth = _vae_resynthesis(cfg, setup.device)
 

@@ -17,6 +17,7 @@ def test_recipes_load_and_overrides_are_typed(tmp_path):
     ("lr=fast", "must be float"), ("device=tpu", "device"), ("label_fraction=2", r"\[0, 1\]"),
     ("steps", "key=value"), ("hu_window=[400, -1000]", "hu_window"),
     ("slice_offsets_mm=[]", "slice_offsets_mm"), ("dice_mode=voxel", "dice_mode"),
+    ("init_scope=decoder", "init_scope"),
 ])
 def test_bad_overrides_rejected(override, match):
     with pytest.raises(ConfigError, match=match):
