@@ -1,4 +1,4 @@
-"""Explicit training loops: VAE and contrastive pretraining, U-Net fine-tuning.
+"""Explicit training loops: VAE, contrastive and restoration pretraining, U-Net fine-tuning.
 
 Each command trains ``cfg.steps`` optimizer steps, logs metrics every ``cfg.eval_every``
 steps (one "epoch"), keeps ``last.pt`` for resuming, and ends with ``final.pt``, a
@@ -199,7 +199,7 @@ def pretrain_restore(cfg: TrainConfig) -> Path:
     """Train a U-Net to restore corrupted unlabelled patches (:mod:`trainer.restoration`)."""
     setup, run_dir = Setup(cfg), _run_dir(cfg)
     model = build_model("RestorationUNet", cfg).to(setup.device)
-    val_gen = torch.Generator().manual_seed(cfg.seed + 7)
+    val_gen = torch.Generator()
     val_x = setup.tensor(setup.val_x)
 
     def step() -> torch.Tensor:
@@ -208,6 +208,7 @@ def pretrain_restore(cfg: TrainConfig) -> Path:
         return restoration_loss(model, x, setup.gen)
 
     def evaluate() -> dict:
+        # the same corruptions at every evaluation, so the curve compares like with like
         return {"val_loss": float(restoration_loss(model, val_x, val_gen.manual_seed(cfg.seed)))}
 
     history, seconds = train_loop(setup, model, step, evaluate, run_dir)
