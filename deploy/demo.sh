@@ -34,11 +34,15 @@ print(ds.StudyInstanceUID, ds.SeriesInstanceUID)
 PY
 )"
 read -r STUDY_UID SERIES_UID <<<"$UIDS"
+# A series already processed by an earlier model keeps that result when sent again; the
+# results command then asks the plugin to run it with the shipped model.
+MODEL_VERSION="$("$VENV/bin/python" -c 'import json, engines
+print(json.loads(engines.default_model_path().with_suffix(".json").read_text())["version"])')"
 echo "demo: waiting for the SEG and SR (StableAge ${LUNGSEG_STABLE_AGE} s + processing)..."
 # The password reaches the results command through LUNGSEG_PASSWORD (exported above), not
 # its argv: not visible in `ps`, and one starting with "-" is not taken for an option.
 "$VENV/bin/python" -m orthanc_plugin.results --url "$URL" --user "$LUNGSEG_USER" \
-  --series-uid "$SERIES_UID" --wait "${LUNGSEG_DEMO_TIMEOUT:-600}"
+  --series-uid "$SERIES_UID" --wait "${LUNGSEG_DEMO_TIMEOUT:-600}" --model-version "$MODEL_VERSION"
 cat <<TXT
 
 Orthanc explorer : $URL/app/explorer.html   (user '$LUNGSEG_USER', password above)

@@ -82,6 +82,29 @@ def wait_for_job(client: OrthancClient, series_id: str, timeout_s: float,
                        f"(last state {job.get('state', 'none')!r})")
 
 
+def result_of_model(client: OrthancClient, series_id: str, job: dict[str, Any],
+                    model_version: str, timeout_s: float) -> dict[str, Any]:
+    """Return ``job`` if the current model made it; otherwise run the series again and wait.
+
+    A series sent again with the same instances keeps its earlier result (the plugin does
+    not process it twice). When that result came from another model version, e.g. before an
+    upgrade, ``POST /lungseg/series/{id}/run`` makes the current model process it; the new
+    SEG and SR replace the old ones.
+
+    Raises
+    ------
+    TimeoutError
+        If the new job does not finish in time.
+    OrthancHttpError
+        If Orthanc fails.
+    """
+    if not model_version or job.get("model_version") == model_version:
+        return job
+    asked = time.time()
+    client.request("POST", f"/lungseg/series/{series_id}/run", b"")
+    return wait_for_job(client, series_id, timeout_s, finished_after=asked)
+
+
 def lesion_table(job: dict[str, Any]) -> str:
     """Format the lesions recorded with a job as a text table."""
     lesions = job.get("result", {}).get("lesions", [])
@@ -107,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="default: $LUNGSEG_PASSWORD")
     p.add_argument("--series-uid", required=True, help="SeriesInstanceUID of the source CT")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait (default 300)")
+    p.add_argument("--model-version", default="",
+                   help="if the series' result is from another model version, run it again")
     args = p.parse_args(argv)
     if not args.password:
         p.error("--password (or LUNGSEG_PASSWORD) is required")
@@ -120,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"series {args.series_uid} is not in Orthanc", file=sys.stderr)
         return 1
     job = wait_for_job(client, series_id, max(1.0, deadline - time.monotonic()))
-    print(f"job: {job['state']} {job['reason']}".rstrip())
+    job = result_of_model(client, series_id, job, args.model_version,
+                          max(1.0, deadline - time.monotonic()))
+    print(f"job: {job['state']} {job['reason']}".rstrip()
+          + f" (model {job.get('model_version') or 'none'})")
     print("stage timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in job["timings"].items()))
     print(lesion_table(job))
     return 0 if job["state"] == "done" else 1

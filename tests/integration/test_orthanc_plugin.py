@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from e2e_support import CONSENSUS, copy_as_new_series, send
 
 from orthanc_plugin.orthanc_http import OrthancHttpError
-from orthanc_plugin.results import find_series, wait_for_job
+from orthanc_plugin.results import find_series, result_of_model, wait_for_job
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +152,20 @@ def test_second_send_and_rerun_create_no_duplicate(orthanc, processed):
     assert job["state"] == "done" and job["attempts"] >= 2
     after = {s["ID"]: s["Instances"] for s in study_series(client, processed.study_uid)}
     assert after == before  # same series, same instances: deterministic UIDs replaced them
+
+
+def test_result_of_another_model_version_is_run_again(orthanc, processed):
+    client = orthanc.client()
+    job = wait_for_job(client, processed.series_id, timeout_s=600)
+    same = result_of_model(client, processed.series_id, job, job["model_version"], 600)
+    assert same is job  # the current model's result: nothing is run
+    before = {s["ID"]: s["Instances"] for s in study_series(client, processed.study_uid)}
+    start = time.time()
+    again = result_of_model(client, processed.series_id, job, "0.0.0-other", 600)
+    assert again["state"] == "done" and again["finished_at"] > start
+    assert again["attempts"] > job["attempts"]
+    after = {s["ID"]: s["Instances"] for s in study_series(client, processed.study_uid)}
+    assert after == before
 
 
 def test_non_ct_and_short_series_rejected_with_reason(orthanc, processed, tmp_path):
