@@ -69,6 +69,10 @@ class TrainConfig:
     subsolid_weight : float
         How much more often a part-solid or non-solid (ground-glass) crop is drawn than a
         solid one (1 = uniform over crops).
+    negative_islands : float
+        Share of the negative patches that are lesion-free lung of a ``negative_series``
+        cut to a random crop's size and placed in air as crops are, so an island of lung in
+        air is no cue to a lesion (:class:`trainer.patches.PatchSampler`).
     crop_canvas : {'air', 'reflect', 'lung', 'air+lung'}
         What surrounds a crop in its training patch: air, the crop mirrored at its edges
         (lung texture continues, so the crop's border is no cue), a lesion-free lung window
@@ -131,6 +135,7 @@ class TrainConfig:
     init_scope: str = "encoder"
     negative_fraction: float = 0.25
     subsolid_weight: float = 1.0
+    negative_islands: float = 0.0
     crop_canvas: str = "air"
     negative_series: str = ""
     test_fraction: float = 0.2
@@ -148,7 +153,8 @@ class TrainConfig:
     model_version: str = "1.0.0"
 
     def __post_init__(self) -> None:
-        for name in ("label_fraction", "negative_fraction", "vae_augment_prob"):
+        for name in ("label_fraction", "negative_fraction", "negative_islands",
+                     "vae_augment_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.subsolid_weight <= 0.0:

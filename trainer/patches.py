@@ -157,11 +157,15 @@ class PatchSampler:
     patch. Negative patches are windows labelled 0, centred on the pixels each negative
     entry of the cache allows (the body of unlabelled whole slices; the unmarked lung of
     ``negative_series``). ``subsolid_weight`` draws part-solid and non-solid crops that many
-    times more often than solid ones.
+    times more often than solid ones. ``island_fraction`` of the negative patches are
+    lesion-free islands instead: aerated lung of a ``negative_series`` cut to the size of a
+    random crop and placed in air as a crop is, so that a lung island in air, centred or
+    not, is no cue to a lesion.
     """
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
-                 subsolid_weight: float = 1.0, canvas: str = "air") -> None:
+                 subsolid_weight: float = 1.0, canvas: str = "air",
+                 island_fraction: float = 0.0) -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
         if canvas not in TRAIN_CANVASES:
@@ -172,18 +176,26 @@ class PatchSampler:
                             for e in crops])
         self.crop_p = weights / weights.sum()
         self.negatives = cache.negative_centres()
-        uses_lung = canvas in LUNG_CANVASES
+        self.island_fraction = island_fraction
+        uses_lung = canvas in LUNG_CANVASES or island_fraction > 0
         self.lung = cache.lung_centres() if uses_lung else np.zeros((0, 4), np.int64)
         if uses_lung and not len(self.lung):
-            raise ValueError(f"crop_canvas {canvas!r} needs lesion-free lung windows: build the "
-                             "cache with negative_series")
+            what = f"crop_canvas {canvas!r}" if canvas in LUNG_CANVASES else "negative islands"
+            raise ValueError(f"{what} needs lesion-free lung windows: build the cache with "
+                             "negative_series")
+
+    def _offset(self, h: int, w: int) -> tuple[int, int]:
+        """Draw where an ``h x w`` crop goes in the patch (sometimes partly outside)."""
+        p = self.patch
+        oy = int(self.rng.integers(min(0, p - h) - h // 4, max(0, p - h) + h // 4 + 1))
+        ox = int(self.rng.integers(min(0, p - w) - w // 4, max(0, p - w) + w // 4 + 1))
+        return oy, ox
 
     def _crop_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
         img, lab = self.cache.images[entry], self.cache.labels[entry]
         k = int(self.rng.integers(img.shape[0]))
         p, (h, w) = self.patch, img.shape[2:]
-        oy = int(self.rng.integers(min(0, p - h) - h // 4, max(0, p - h) + h // 4 + 1))
-        ox = int(self.rng.integers(min(0, p - w) - w // 4, max(0, p - w) + w // 4 + 1))
+        oy, ox = self._offset(h, w)
         if self.canvas == "reflect":
             return (_reflected_window(img[k], oy, ox, p).astype(np.float32),
                     _reflected_window(lab[k], oy, ox, p).astype(np.float32))
@@ -224,7 +236,20 @@ class PatchSampler:
         return ci
 
     def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._window(self.negatives), np.zeros((self.patch, self.patch), np.float32)
+        label = np.zeros((self.patch, self.patch), np.float32)
+        if self.island_fraction and self.rng.random() < self.island_fraction:
+            return self._island(), label
+        return self._window(self.negatives), label
+
+    def _island(self) -> np.ndarray:
+        """Return lesion-free lung cut to a random crop's size, placed in air like a crop."""
+        p = self.patch
+        h, w = (min(p, s) for s in self.cache.images[self._draw_crop()].shape[2:])
+        lung = self._window(self.lung)
+        y0, x0 = p // 2 - h // 2, p // 2 - w // 2
+        island = np.zeros_like(lung)
+        _paste(island, lung[:, y0 : y0 + h, x0 : x0 + w], *self._offset(h, w))
+        return island
 
     def sample(
         self, n: int, negative_fraction: float = 0.0, entries: list[int] | None = None

@@ -54,7 +54,8 @@ class Setup:
                                 if cfg.pseudo_labels else [])
         self.train = PatchSampler(self.cache, self.cache.entries(self.labelled)
                                   + self.pseudo_labelled, cfg.patch_size,
-                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas)
+                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas,
+                                  cfg.negative_islands)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
                                        cfg.patch_size, cfg.seed + 1)
         val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123,

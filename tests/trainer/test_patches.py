@@ -144,3 +144,33 @@ def test_lung_canvas_needs_lung_windows(tmp_path):
     with pytest.raises(ValueError, match="negative_series"):
         PatchSampler(cache, cache.entries(), patch=16, seed=0, canvas="lung")
     assert build_config({"crop_canvas": "air+lung"}).crop_canvas == "air+lung"
+
+
+def test_negative_islands_are_lung_cut_to_a_crop_and_set_in_air(tmp_path):
+    cache = _cache_with_lung(tmp_path)  # crop 6 x 5; lung value 60 around allowed centres
+    sampler = PatchSampler(cache, cache.entries(), patch=32, seed=0, island_fraction=1.0)
+    x, y = sampler.sample(200, negative_fraction=1.0)
+    assert not y.any()
+    values = set(np.unique(np.round(x * 255.0)).tolist())
+    assert values <= {0.0, 60.0, 200.0}  # air and lung; never the crop (1-30) or body (50)
+    air = np.round(x * 255.0) == 0  # sampling adds under half a grey level of noise
+    for patch in air[:, 1]:
+        lung = np.argwhere(~patch)
+        assert len(lung) and np.ptp(lung, axis=0).max() < 6  # at most the crop's 6 x 5
+    assert air.mean() > 0.9
+
+
+def test_negative_islands_share_of_negatives(tmp_path):
+    cache = _cache_with_lung(tmp_path)
+    sampler = PatchSampler(cache, cache.entries(), patch=32, seed=0, island_fraction=0.5)
+    x, _ = sampler.sample(400, negative_fraction=1.0)
+    island = (np.round(x[:, 1] * 255.0) == 0).mean(axis=(1, 2)) > 0.9  # windows hold no air
+    assert 0.4 < island.mean() < 0.6
+
+
+def test_negative_islands_need_lung_windows_and_a_share_in_range(tmp_path):
+    cache = _cache_with_small_crop(tmp_path)
+    with pytest.raises(ValueError, match="negative islands.*negative_series"):
+        PatchSampler(cache, cache.entries(), patch=16, seed=0, island_fraction=0.5)
+    with pytest.raises(ConfigError, match="negative_islands"):
+        build_config({"negative_islands": 1.5})
