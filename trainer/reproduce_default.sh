@@ -10,7 +10,9 @@
 #                        used LIDC-IDRI-0001's)
 #   HELD_OUT_*           optional: a whole series and its >= 2-reader mask to evaluate on
 # Environment: OUT (default runs/reproduce), VAE_STEPS (1500), FT_STEPS (10000),
-#   THREADS (2), VOIS (../shared/data/lidc-nodule-vois), VENV (.venv).
+#   THREADS (2), VOIS (../shared/data/lidc-nodule-vois), VENV (.venv), MODEL_VERSION
+#   (default reproduced-<UTC time>: the version enters output UIDs, so a retrained model
+#   must not carry the shipped model's).
 # Writes nothing outside OUT; the shipped files under models/ are not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ FT_STEPS=${FT_STEPS:-10000}
 THREADS=${THREADS:-2}
 VOIS=${VOIS:-../shared/data/lidc-nodule-vois}
 VENV=${VENV:-.venv}
+MODEL_VERSION=${MODEL_VERSION:-reproduced-$(date -u +%Y%m%dT%H%M%S)}
 TRAINER="$VENV/bin/trainer"
 CONFIG=trainer/configs/default.yaml
 COMMON=(--config "$CONFIG" --set num_threads="$THREADS" --set vois_dir="$VOIS")
@@ -54,7 +57,7 @@ stage finetune "$TRAINER" finetune "${COMMON[@]}" --set cache="$OUT/negatives.np
     --set negative_series="$NEG" --set init="$OUT/vae/final.pt" --set steps="$FT_STEPS" \
     --set out_dir="$OUT/unet"
 stage export "$TRAINER" export --checkpoint "$OUT/unet/final.pt" --out "$OUT/lungseg-unet.onnx" \
-    --vae "$OUT/vae/final.pt" --no-pt2
+    --vae "$OUT/vae/final.pt" --no-pt2 --model-version "$MODEL_VERSION"
 stage shape_limits "$TRAINER" shape-limits --model "$OUT/lungseg-unet.onnx" --vois "$VOIS"
 
 "$VENV/bin/python" - "$OUT" <<'PY'
