@@ -21,8 +21,8 @@ reader XML: places within 30 mm of any reader's mark are not used
 
 The blend is the one ``crop_canvas=air+lung`` trains with (:func:`trainer.patches.lesion_weight`:
 the crop is kept whole within 2.3 mm of the nodule's footprint and fades into the host over
-the next 4.7 mm), and the crop also fades in from its own border over 4.7 mm, so a nodule
-near the crop's border loses part of its margin rather than bringing an edge along).
+the next 4.7 mm); the crop also fades in from its own border over 4.7 mm, so a nodule near
+the crop's border loses part of its margin rather than bringing an edge along.
 Nodules cut by the crop's border are skipped. It is a synthetic check: the crop's own lung
 comes with it, and scanner, dose and reconstruction kernel may differ between crop and
 host. It measures the effect of the surroundings, not a sensitivity on real series.
@@ -53,7 +53,9 @@ KEEP_MM, FADE_MM = 2.3, 2.35
 MIN_LUNG_SHARE = 0.9
 """Smallest share of the blended region (weight >= 0.5) that must lie in the lung mask."""
 AIR_HU = -1000.0
+"""What the air canvas is filled with, as in training."""
 MARGIN_Z_MM = 5.0
+"""Host slices above and below the crop in the context arm (for the 2.5D channels)."""
 
 
 @dataclass
