@@ -43,13 +43,21 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.config import TrainConfig
 from trainer.data import CropRecord, read_crop
 from trainer.evaluate import SIZE_BINS, embed_in_air, select_records
 from trainer.metrics import overlap_metrics
-from trainer.patches import PARENCHYMA_MAX_HU, lesion_weight
+from trainer.patches import (
+    PARENCHYMA_MAX_HU,
+    PASTE_FEATHER_PX,
+    PASTE_GROW_PX,
+    lesion_weight,
+)
 
-KEEP_MM, FADE_MM = 2.3, 2.35
-"""The crop is kept whole within ``KEEP_MM`` of the nodule and fades out over 2 x ``FADE_MM``."""
+KEEP_MM = PASTE_GROW_PX * TrainConfig.pixel_spacing_mm
+FADE_MM = PASTE_FEATHER_PX * TrainConfig.pixel_spacing_mm
+"""The training blend's distances in mm: the crop is kept whole within ``KEEP_MM`` of the
+nodule and fades out over 2 x ``FADE_MM``."""
 MIN_LUNG_SHARE = 0.9
 """Smallest share of the blended region (weight >= 0.5) that must lie in the lung mask."""
 AIR_HU = -1000.0
@@ -95,11 +103,15 @@ def load_host(folder: str | Path) -> Host:
         As :func:`trainer.negatives.read_negative_series`.
     """
     from pipeline.lungs import fast_lung_mask
-    from trainer.negatives import read_negative_series
+    from pipeline.series import load_series_dir
+    from trainer.lidc import read_all_marks
+    from trainer.negatives import negative_centres, reader_xml
 
-    series, centres = read_negative_series(folder)
+    xml = reader_xml(folder)
+    series = load_series_dir(folder)
+    lungs = fast_lung_mask(series.hu, series.spacing)
+    centres = negative_centres(series, read_all_marks(xml), lungs)
     hu = series.hu.astype(np.float32)
-    lungs = fast_lung_mask(hu, series.spacing)
     allowed = np.argwhere(centres & lungs & (hu <= PARENCHYMA_MAX_HU))[::7]
     return Host(hu, tuple(series.spacing), np.asarray(series.z_positions_mm), lungs, allowed,
                 str(series.datasets[0].get("PatientID", "")))
@@ -209,7 +221,12 @@ def _on_nodule(pred: np.ndarray, ref: np.ndarray, spacing: tuple, spec) -> tuple
 
 
 def score_nodule(engine, box: dict, spacing: tuple) -> dict:
-    """Segment the inserted nodule in its lung and in air; Dice, found and peak probability."""
+    """Segment the inserted nodule in its lung and in air; Dice, found and peak probability.
+
+    The product path keeps only thresholded masks, so the peak in the lung comes from a
+    second, ungated pass over the same slices (as ``trainer evaluate --series`` does for
+    its voxel AUC).
+    """
     from pipeline.inference import segment_with_engine
     from trainer.evaluate import model_probabilities
 

@@ -59,8 +59,20 @@ def marks_box_mask(
     return out
 
 
-def negative_centres(series: CTSeries, marks: list[Roi]) -> np.ndarray:
+def negative_centres(
+    series: CTSeries, marks: list[Roi], lungs: np.ndarray | None = None
+) -> np.ndarray:
     """Return where lesion-free windows of ``series`` may be centred.
+
+    Parameters
+    ----------
+    series : CTSeries
+        The whole series.
+    marks : list of Roi
+        Every reader's mark (:func:`trainer.lidc.read_all_marks`).
+    lungs : ndarray, optional
+        The series' lung mask when the caller has it already
+        (:func:`pipeline.lungs.fast_lung_mask`); computed otherwise.
 
     Returns
     -------
@@ -71,8 +83,9 @@ def negative_centres(series: CTSeries, marks: list[Roi]) -> np.ndarray:
     uids = [str(d.SOPInstanceUID) for d in series.datasets]
     marked = marks_box_mask(marks, uids, series.z_positions_mm, series.hu.shape)
     excluded = dilate(marked, series.spacing, EXCLUDE_MM)
-    lungs = dilate(fast_lung_mask(series.hu, series.spacing), series.spacing, LUNG_MARGIN_MM)
-    return lungs & ~excluded
+    if lungs is None:
+        lungs = fast_lung_mask(series.hu, series.spacing)
+    return dilate(lungs, series.spacing, LUNG_MARGIN_MM) & ~excluded
 
 
 def reader_xml(folder: str | Path) -> Path:
