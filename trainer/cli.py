@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--canvas", choices=CANVASES, default="air",
                     help="what surrounds each crop: air (the default training canvas) or its "
                     "own mirrored image (reflect)")
+    ev.add_argument("--components", metavar="DIR",
+                    help="with --series: save a PNG view of every kept component here")
     ev.add_argument("--json", required=True, help="output JSON")
     ex = sub.add_parser("export", help="export a fine-tuned checkpoint to ONNX + .pt2 + sidecar")
     ex.add_argument("--checkpoint", required=True, action="append",
@@ -112,7 +114,9 @@ def _evaluate(args) -> dict:
             raise ValueError("--series needs --mask")
         kind = args.baseline or "model"
         return ev.evaluate_series(args.series, args.mask, kind, args.model, args.threads,
-                                  args.precision)
+                                  args.precision, args.components)
+    if args.components:
+        raise ValueError("--components needs --series")
     records = ev.select_records(args.vois, _patients(args.patients))
     if args.baseline:
         return ev.evaluate_crops(ev.crop_baseline_segmenter(args.baseline), records, True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shape import drop_implausible, is_implausible, largest_component_shape
+from trainer.components import describe_components, render_components
 from trainer.config import CANVASES
 from trainer.data import CropRecord, list_crops, read_crop
 from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
@@ -235,6 +236,7 @@ def read_reference_mask(mask_path: str | Path, z_positions: np.ndarray, shape: t
 def evaluate_series(
     series_dir: str | Path, mask_path: str | Path, segmenter_kind: str = "model",
     model_path: str | Path | None = None, threads: int = 2, precision: str = "auto",
+    components_dir: str | Path | None = None,
 ) -> dict:
     """Whole-series evaluation: voxel and lesion-level figures after post-processing.
 
@@ -243,6 +245,9 @@ def evaluate_series(
     sidecar's ``min_lesion_volume_mm3`` and those shaped outside its ``shape_limits``
     (:mod:`pipeline.shape`): the product's own path. ``precision`` picks the
     ONNX model file as the engine does (:func:`engines.onnx_engine.select_model_file`).
+    The result lists every kept component under ``components``
+    (:func:`trainer.components.describe_components`); with ``components_dir`` a PNG view
+    of each is saved there too.
 
     Raises
     ------
@@ -268,6 +273,11 @@ def evaluate_series(
     out.update(voxel_metrics(prob, post, ref))
     out.update(lesion_detection(post, ref))
     out["false_positives_per_scan"] = out["false_positives"]
+    rows = describe_components(gated, ref > 0, hu, prob, series.spacing,
+                               series.index_to_patient)
+    out["components"] = rows
+    if components_dir is not None:
+        render_components(rows, gated, ref > 0, hu, series.spacing, components_dir)
     return out
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def headless_pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +19,7 @@ def _pyplot():
 
 def plot_curves(history: list[dict], path: str | Path) -> Path:
     """Plot every numeric metric of ``history`` (one dict per epoch) against the step."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     keys = sorted({k for h in history for k, v in h.items() if k != "step" and
                    isinstance(v, (int, float))})
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3))
@@ -38,7 +39,7 @@ def plot_overlays(
     images: np.ndarray, labels: np.ndarray, preds: np.ndarray, path: str | Path, n: int = 8
 ) -> Path:
     """Save centre-channel patches with reference (green) and predicted (red) contours."""
-    plt = _pyplot()
+    plt = headless_pyplot()
     n = min(n, images.shape[0])
     fig, axes = plt.subplots(1, n, figsize=(2 * n, 2.2))
     axes = np.atleast_1d(axes)

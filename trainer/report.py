@@ -139,9 +139,9 @@ def _self_training_findings(results: dict, fractions: list[float]) -> list[str]:
 
 def plot_study(results: dict, fractions: list[float], path: Path) -> Path:
     """Dice against label fraction, one line per initialisation, baselines dashed."""
-    from trainer.plots import _pyplot
+    from trainer.plots import headless_pyplot
 
-    plt = _pyplot()
+    plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for init in METHODS:
         pts = [(f * 100, results[run_name(init, f)]["dice_mean"]) for f in fractions
