@@ -1,15 +1,50 @@
-"""Batch augmentation on tensors: rotation, flips, contrast/intensity, noise.
+"""Batch augmentation on tensors: geometry, intensity, noise, gamma and kernel changes.
 
-Geometric transforms are applied identically to images and labels; tensors are
-``(n, c, h, w)`` with images in [0, 1].
+Rotation, zoom and flips; contrast, intensity shift and noise; optionally a random gamma
+and a blur-to-sharpen change standing in for other reconstruction kernels. Geometric
+transforms are applied identically to images and labels; tensors are ``(n, c, h, w)``
+with images in [0, 1]. :class:`AugmentParams` holds the ranges; its defaults are the
+augmentation every shipped model was trained with.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F  # noqa: N812
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Ranges of the random augmentation.
+
+    Attributes
+    ----------
+    scale : tuple of float
+        Zoom factor range.
+    contrast, shift, noise : float
+        Largest relative contrast change, intensity shift and noise standard deviation
+        (in units of the [0, 1] input).
+    gamma : float
+        Largest ``|log gamma|``; 0 leaves the intensity curve linear.
+    kernel : float
+        Largest amount of in-plane blur (negative draws, up to a Gaussian of
+        :data:`KERNEL_SIGMA_PX`) or sharpening (positive draws, an unsharp mask of the
+        same width), standing in for other reconstruction kernels; 0 for none.
+    """
+
+    scale: tuple[float, float] = (0.85, 1.15)
+    contrast: float = 0.1
+    shift: float = 0.05
+    noise: float = 0.02
+    gamma: float = 0.0
+    kernel: float = 0.0
+
+
+KERNEL_SIGMA_PX = 1.0
+"""Width of the Gaussian that the kernel augmentation blends toward or away from."""
 
 
 def random_geometry(
@@ -62,10 +97,55 @@ def random_intensity(
     return (images * a + b + sigma * eps).clamp(0.0, 1.0)
 
 
+def gaussian_blur(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Blur every channel in-plane with a Gaussian of ``sigma_px`` (reflected borders)."""
+    radius = max(1, int(math.ceil(3 * sigma_px)))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    k = k / k.sum()
+    n, c, h, w = images.shape
+    flat = images.reshape(n * c, 1, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
+    return flat.reshape(n, c, h, w)
+
+
+def random_kernel(
+    images: torch.Tensor, amount: float, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Blend each sample toward its blurred copy or away from it (unsharp mask).
+
+    A draw ``k`` uniform in ``[-amount, amount]`` gives ``x + k * (x - blur(x))``: ``k = -1``
+    is the blurred image, ``k > 0`` sharpens. Clipped to [0, 1].
+    """
+    n = images.shape[0]
+    k = ((torch.rand(n, generator=generator) * 2 - 1) * amount).to(images.device)
+    detail = images - gaussian_blur(images, KERNEL_SIGMA_PX)
+    return (images + k.view(n, 1, 1, 1) * detail).clamp(0.0, 1.0)
+
+
+def random_gamma(
+    images: torch.Tensor, log_range: float, generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Raise each sample to a power ``exp(u)``, ``u`` uniform in ``[-log_range, log_range]``."""
+    n = images.shape[0]
+    g = torch.exp((torch.rand(n, generator=generator) * 2 - 1) * log_range).to(images.device)
+    return images.clamp_min(0.0) ** g.view(n, 1, 1, 1)
+
+
 def augment(
     images: torch.Tensor, labels: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, params: AugmentParams | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Geometry then intensity augmentation of a batch."""
-    images, labels = random_geometry(images, labels, generator=generator)
-    return random_intensity(images, generator=generator), labels
+    """Geometry, then the optional kernel and gamma changes, then intensity augmentation.
+
+    With the default :class:`AugmentParams` no random number is drawn for kernel and gamma,
+    so results equal those of the earlier rotation/scale/flip + intensity augmentation.
+    """
+    p = params or AugmentParams()
+    images, labels = random_geometry(images, labels, scale=p.scale, generator=generator)
+    if p.kernel > 0:
+        images = random_kernel(images, p.kernel, generator)
+    if p.gamma > 0:
+        images = random_gamma(images, p.gamma, generator)
+    return random_intensity(images, p.contrast, p.shift, p.noise, generator), labels

@@ -6,10 +6,13 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engines.spec import ModelSpec
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from trainer.augment import AugmentParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
@@ -89,6 +92,15 @@ class TrainConfig:
     dice_mode : {'batch', 'sample'}
         Soft Dice pooled over the batch, or averaged over the patches that hold lesion
         (each lesion slice weighs the same, as in the per-nodule mean Dice).
+    aug_scale : list of float
+        Range of the random zoom of every training patch.
+    aug_contrast, aug_shift, aug_noise : float
+        Largest relative contrast change, intensity shift and noise standard deviation
+        (units of the [0, 1] model input; 0.02 is 28 HU in the default window).
+    aug_gamma, aug_kernel : float
+        Largest ``|log gamma|`` of a random intensity curve, and largest blur-or-sharpen
+        amount standing in for other reconstruction kernels
+        (:class:`trainer.augment.AugmentParams`); 0 for none, as every shipped model.
     vae_augment_prob, vae_checkpoint
         Probability of replacing a fine-tuning image by a VAE re-synthesis, and the VAE used.
     pseudo_labels : str
@@ -142,6 +154,12 @@ class TrainConfig:
     val_fraction: float = 0.1
     bce_weight: float = 1.0
     dice_mode: str = "batch"
+    aug_scale: list = field(default_factory=lambda: [0.85, 1.15])
+    aug_contrast: float = 0.1
+    aug_shift: float = 0.05
+    aug_noise: float = 0.02
+    aug_gamma: float = 0.0
+    aug_kernel: float = 0.0
     vae_augment_prob: float = 0.0
     vae_checkpoint: str = ""
     pseudo_labels: str = ""
@@ -174,6 +192,7 @@ class TrainConfig:
             raise ConfigError(f"hu_window must be [low, high], low < high, got {self.hu_window}")
         if not self.slice_offsets_mm:
             raise ConfigError("slice_offsets_mm must name at least one offset")
+        self._check_augmentation()
         if self.decoder not in DECODERS:
             raise ConfigError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.crop_canvas not in TRAIN_CANVASES:
@@ -186,6 +205,24 @@ class TrainConfig:
                 f"init_scope must be one of {INIT_SCOPES}, got {self.init_scope!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+
+    def _check_augmentation(self) -> None:
+        if len(self.aug_scale) != 2 or not 0.0 < self.aug_scale[0] <= self.aug_scale[1]:
+            raise ConfigError(f"aug_scale must be [low, high], 0 < low <= high, got "
+                              f"{self.aug_scale}")
+        for name in ("aug_contrast", "aug_shift", "aug_noise", "aug_gamma"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.aug_kernel <= 1.0:
+            raise ConfigError(f"aug_kernel must be in [0, 1], got {self.aug_kernel!r}")
+
+    def augment_params(self) -> AugmentParams:
+        """Return the augmentation ranges of this config."""
+        from trainer.augment import AugmentParams
+
+        return AugmentParams(scale=(self.aug_scale[0], self.aug_scale[1]),
+                             contrast=self.aug_contrast, shift=self.aug_shift,
+                             noise=self.aug_noise, gamma=self.aug_gamma, kernel=self.aug_kernel)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-able data."""

@@ -246,10 +246,11 @@ def finetune(cfg: TrainConfig) -> Path:
         initialise(model, load_checkpoint(cfg.init)["state_dict"], cfg.init_scope)
     model.to(setup.device)
     resynth = _vae_resynthesis(cfg, setup.device)
+    aug = cfg.augment_params()
 
     def step() -> torch.Tensor:
         x, y = setup.train.sample(cfg.batch_size, cfg.negative_fraction)
-        x, y = augment(setup.tensor(x), setup.tensor(y), generator=setup.gen)
+        x, y = augment(setup.tensor(x), setup.tensor(y), generator=setup.gen, params=aug)
         if resynth is not None:
             x = resynth(x)
         return dice_bce_loss(model(x), y, cfg.bce_weight, cfg.dice_mode)

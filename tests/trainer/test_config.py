@@ -17,7 +17,8 @@ def test_recipes_load_and_overrides_are_typed(tmp_path):
     ("lr=fast", "must be float"), ("device=tpu", "device"), ("label_fraction=2", r"\[0, 1\]"),
     ("steps", "key=value"), ("hu_window=[400, -1000]", "hu_window"),
     ("slice_offsets_mm=[]", "slice_offsets_mm"), ("dice_mode=voxel", "dice_mode"),
-    ("init_scope=decoder", "init_scope"),
+    ("init_scope=decoder", "init_scope"), ("aug_scale=[1.2, 0.8]", "aug_scale"),
+    ("aug_kernel=1.5", "aug_kernel"), ("aug_gamma=-0.1", "aug_gamma"),
 ])
 def test_bad_overrides_rejected(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -27,3 +28,10 @@ def test_bad_overrides_rejected(override, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_augmentation_keys_reach_the_params():
+    cfg = load_config(None, ["aug_scale=[0.75, 1.33]", "aug_gamma=0.3", "aug_kernel=0.8"])
+    p = cfg.augment_params()
+    assert p.scale == (0.75, 1.33) and p.gamma == 0.3 and p.kernel == 0.8
+    assert p.noise == 0.02 and p.contrast == 0.1
