@@ -15,8 +15,14 @@ from trainer.models import build_model
 def save_checkpoint(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None,
     cfg: TrainConfig, step: int, epoch: int, history: list[dict], extra: dict | None = None,
+    rng: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file, then rename)."""
+    """Write a checkpoint atomically (temporary file, then rename).
+
+    ``rng`` (the run's random-number states, :meth:`trainer.train.Setup.rng_state`) is
+    stored under ``"rng"`` when given, so that a resumed run draws what the uninterrupted
+    run would have drawn.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -29,6 +35,8 @@ def save_checkpoint(
         "history": history,
         "extra": extra or {},
     }
+    if rng is not None:
+        payload["rng"] = rng
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)

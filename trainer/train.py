@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,31 @@ class Setup:
                            canvas=cfg.crop_canvas)
         self.val_x, self.val_y = val.sample(256, negative_fraction=cfg.negative_fraction)
 
+    def rng_state(self) -> dict:
+        """Return every random stream the run draws from.
+
+        Python, NumPy and torch (global; CUDA too on a GPU), the augmentation generator
+        and the two training samplers.
+        """
+        state = {"python": random.getstate(), "numpy": np.random.get_state(),
+                 "torch": torch.get_rng_state(), "augment": self.gen.get_state(),
+                 "train": self.train.rng.bit_generator.state,
+                 "unlabelled": self.unlabelled.rng.bit_generator.state}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def restore_rng(self, state: dict) -> None:
+        """Set every stream of :meth:`rng_state` back to ``state``."""
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        self.gen.set_state(state["augment"])
+        self.train.rng.bit_generator.state = state["train"]
+        self.unlabelled.rng.bit_generator.state = state["unlabelled"]
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
     def tensor(self, array: np.ndarray) -> torch.Tensor:
         """Move a numpy batch to the run's device."""
         return torch.from_numpy(array).to(self.device)
@@ -81,6 +107,11 @@ def train_loop(
 ) -> tuple[list[dict], float]:
     """Run the optimisation with resume, per-epoch metrics and checkpoints.
 
+    A run resumed from ``last.pt`` continues the random streams saved there, so it draws
+    the patches and augmentations the uninterrupted run would have drawn; on the CPU it
+    ends with the same weights. A checkpoint written before the streams were saved
+    resumes with fresh ones, and says so.
+
     Returns
     -------
     history : list of dict
@@ -96,6 +127,11 @@ def train_loop(
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
+        if "rng" in state:
+            setup.restore_rng(state["rng"])
+        else:
+            print(f"{run_dir / 'last.pt'} holds no random-number state (older checkpoint): "
+                  "resuming with fresh random streams", file=sys.stderr)
     t0, losses = time.perf_counter(), []
     bar = tqdm(range(start, cfg.steps), desc=run_dir.name, mininterval=10)
     for step in bar:
@@ -118,7 +154,7 @@ def train_loop(
             with (run_dir / "metrics.jsonl").open("a") as fh:
                 fh.write(json.dumps(entry) + "\n")
             save_checkpoint(run_dir / "last.pt", model, opt, cfg, step + 1, len(history),
-                            history, setup.split_info())
+                            history, setup.split_info(), rng=setup.rng_state())
     return history, time.perf_counter() - t0
 
 
