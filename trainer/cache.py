@@ -6,7 +6,9 @@ slices without annotated lesions (2 chest slices from ``dicom-reference/lungmask
 abdominal slices from ``dicom-reference/dcmqi``) are added as negatives: patches centred
 anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelled 0. Whole
 LIDC series named by ``negative_series`` add windows centred in their lung away from every
-reader's mark (:mod:`trainer.negatives`).
+reader's mark (:mod:`trainer.negatives`); series of any source listed in ``negative_list``
+add windows away from their lesion mask, or anywhere in the lung of a series declared
+lesion-free (:mod:`trainer.negative_list`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tqdm import tqdm
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
 from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
 from trainer.data import list_crops, read_crop
+from trainer.negative_list import read_listed_series, read_negative_list
 from trainer.negatives import read_negative_series, reader_xml
 
 _REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
@@ -66,13 +69,15 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
     FileNotFoundError, ValueError
         From :func:`trainer.data.list_crops` for a missing or malformed folder, and from
         :func:`trainer.negatives.read_negative_series` for a ``negative_series`` folder
-        that is missing, holds no reader XML or is not one CT series.
+        that is missing, holds no reader XML or is not one CT series, and from
+        :mod:`trainer.negative_list` for a wrong ``negative_list`` or entry.
     """
     spec = spec_from_config(cfg)
     records = list_crops(cfg.vois_dir)
     series_folders = negative_series_folders(cfg)
     for folder in series_folders:
         reader_xml(folder)  # a wrong folder fails before the crops are processed
+    listed = read_negative_list(cfg.negative_list) if cfg.negative_list else []
     imgs, labs, meta = [], [], []
     for rec in tqdm(records, desc="crops", mininterval=5):
         hu, mask, spacing, z = read_crop(rec)
@@ -89,12 +94,17 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
         img, body_r = _model_slices(hu, body, spacing, z, spec, bounding_box(body, (0, 0, 0)))
         _add_negative(imgs, labs, meta, folder.name, img, body_r, lung=False)
     for folder in series_folders:
-        series, centres = read_negative_series(folder)
-        hu, spacing = series.hu, series.spacing
-        roi = bounding_box(body_mask(hu, spacing), (0, 0, 0))
-        img, centres_r = _model_slices(hu, centres, spacing, series.z_positions_mm, spec, roi)
-        _add_negative(imgs, labs, meta, folder.name, img, centres_r, lung=True)
+        _add_series(imgs, labs, meta, folder.name, *read_negative_series(folder), spec)
+    for entry in listed:
+        _add_series(imgs, labs, meta, entry.name, *read_listed_series(entry), spec)
     return _save(imgs, labs, meta, cfg, Path(path or cfg.cache))
+
+
+def _add_series(imgs, labs, meta, name: str, series, centres: np.ndarray, spec) -> None:
+    hu, spacing = series.hu, series.spacing
+    roi = bounding_box(body_mask(hu, spacing), (0, 0, 0))
+    img, centres_r = _model_slices(hu, centres, spacing, series.z_positions_mm, spec, roi)
+    _add_negative(imgs, labs, meta, name, img, centres_r, lung=True)
 
 
 def negative_series_folders(cfg: TrainConfig) -> list[Path]:

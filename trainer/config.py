@@ -85,6 +85,10 @@ class TrainConfig:
         less every reader's mark, gives lesion-free negative windows
         (:mod:`trainer.negatives`); empty for none. Those patients' whole series are then
         no longer unseen: evaluate on the others.
+    negative_list : str
+        JSON file listing whole CT series of any source for lesion-free negative windows,
+        each with a mask of its lesions or declared lesion-free
+        (:mod:`trainer.negative_list`); empty for none.
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -150,6 +154,7 @@ class TrainConfig:
     negative_islands: float = 0.0
     crop_canvas: str = "air"
     negative_series: str = ""
+    negative_list: str = ""
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     bce_weight: float = 1.0

@@ -161,3 +161,26 @@ def label_subset(train_patients: list[str], fraction: float, seed: int) -> list[
     rng = np.random.default_rng(seed + 1000)
     ordered = [ordered[i] for i in rng.permutation(len(ordered))]
     return sorted(ordered[: max(1, math.ceil(fraction * len(ordered)))])
+
+
+def read_reference_mask(mask_path: str | Path, z_positions: np.ndarray, shape: tuple) -> np.ndarray:
+    """Read a NIfTI reference mask and order its slices like the series (by physical z).
+
+    Raises
+    ------
+    ValueError
+        If the in-plane size or slice count does not match the series.
+    """
+    import SimpleITK as sitk
+
+    img = sitk.ReadImage(str(mask_path))
+    arr = sitk.GetArrayFromImage(img) > 0
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask {mask_path} shape {arr.shape} != series shape {tuple(shape)}")
+    zs = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])])
+    order = np.argsort(zs)
+    if np.abs(np.sort(zs) - np.asarray(z_positions)).max() > 0.5 and np.abs(
+        np.sort(-zs) - np.asarray(z_positions)
+    ).max() > 0.5:
+        raise ValueError(f"mask {mask_path} slice positions do not match the series")
+    return arr[order]

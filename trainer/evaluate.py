@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.shape import drop_implausible, is_implausible, largest_component_shape
 from trainer.components import describe_components, render_components
 from trainer.config import CANVASES
-from trainer.data import CropRecord, list_crops, read_crop
+from trainer.data import CropRecord, list_crops, read_crop, read_reference_mask
 from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
 
 Segmenter = Callable[[np.ndarray, tuple, np.ndarray], np.ndarray]
@@ -208,29 +208,6 @@ def select_records(vois_dir: str | Path, patients: list[str] | None = None) -> l
     if not records:
         raise ValueError(f"no crops of the selected patients in {vois_dir}")
     return records
-
-
-def read_reference_mask(mask_path: str | Path, z_positions: np.ndarray, shape: tuple) -> np.ndarray:
-    """Read a NIfTI reference mask and order its slices like the series (by physical z).
-
-    Raises
-    ------
-    ValueError
-        If the in-plane size or slice count does not match the series.
-    """
-    import SimpleITK as sitk
-
-    img = sitk.ReadImage(str(mask_path))
-    arr = sitk.GetArrayFromImage(img) > 0
-    if arr.shape != tuple(shape):
-        raise ValueError(f"mask {mask_path} shape {arr.shape} != series shape {tuple(shape)}")
-    zs = np.array([img.TransformIndexToPhysicalPoint((0, 0, k))[2] for k in range(arr.shape[0])])
-    order = np.argsort(zs)
-    if np.abs(np.sort(zs) - np.asarray(z_positions)).max() > 0.5 and np.abs(
-        np.sort(-zs) - np.asarray(z_positions)
-    ).max() > 0.5:
-        raise ValueError(f"mask {mask_path} slice positions do not match the series")
-    return arr[order]
 
 
 def evaluate_series(

@@ -182,7 +182,7 @@ class PatchSampler:
         if uses_lung and not len(self.lung):
             what = f"crop_canvas {canvas!r}" if canvas in LUNG_CANVASES else "negative islands"
             raise ValueError(f"{what} needs lesion-free lung windows: build the cache with "
-                             "negative_series")
+                             "negative_series or negative_list")
 
     def _offset(self, h: int, w: int) -> tuple[int, int]:
         """Draw where an ``h x w`` crop goes in the patch (sometimes partly outside)."""

@@ -1,0 +1,110 @@
+"""Whole series of any source as lesion-free negatives (``negative_list``), on the demo series."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from tests.trainer.conftest import REPO
+from trainer.cache import build_cache
+from trainer.config import build_config
+from trainer.negative_list import read_listed_series, read_negative_list
+from trainer.negatives import EXCLUDE_MM
+from trainer.patches import PatchCache
+
+DEMO = REPO / "demo" / "LIDC-IDRI-0001"
+
+
+@pytest.fixture(scope="module")
+def demo_series():
+    from pipeline.series import load_series_dir
+
+    return load_series_dir(DEMO)
+
+
+def _write_mask(series, mask: np.ndarray, path) -> None:
+    """Write ``mask`` (volume order) as NIfTI on the series' grid (ascending z)."""
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    dz, dy, dx = series.spacing
+    first = series.datasets[0].ImagePositionPatient
+    img.SetSpacing((dx, dy, dz))
+    img.SetOrigin((float(first[0]), float(first[1]), float(series.z_positions_mm[0])))
+    sitk.WriteImage(img, str(path))
+
+
+def _write_list(tmp_path, entries) -> str:
+    path = tmp_path / "negatives.json"
+    path.write_text(json.dumps(entries))
+    return str(path)
+
+
+def test_lesion_mask_is_left_out_grown_and_the_rest_of_the_lung_kept(demo_series, tmp_path):
+    shape = demo_series.hu.shape
+    lesion = np.zeros(shape, dtype=bool)
+    lesion[14, 360:370, 310:320] = True
+    _write_mask(demo_series, lesion, tmp_path / "lesions.nii.gz")
+    entries = read_negative_list(_write_list(tmp_path, [
+        {"series": str(DEMO), "lesions": "lesions.nii.gz"},
+        {"series": str(DEMO), "lesion_free": True}]))
+    assert [e.name for e in entries] == ["negative-list-0", "negative-list-1"]
+    _, masked = read_listed_series(entries[0])
+    _, free = read_listed_series(entries[1])
+    assert free[14, 365, 315] and not masked[14, 365, 315]
+    assert masked.sum() > 0.5 * free.sum()  # most of the lung stays
+    assert not (masked & ~free).any()  # nothing outside the lesion-free lung is added
+    dy = demo_series.spacing[1]
+    step = int(np.ceil(EXCLUDE_MM / dy)) + 2
+    left_out = free & ~masked
+    ys, xs = np.nonzero(left_out.any(axis=0))
+    assert 360 - step <= ys.min() and ys.max() < 370 + step  # only around the lesion
+    assert 310 - step <= xs.min() and xs.max() < 320 + step
+
+
+def test_negative_list_errors_name_the_problem(demo_series, tmp_path):
+    cases = [
+        ("[]", "non-empty JSON list"),
+        ("{", "not valid JSON"),
+        (json.dumps([{"lesions": "m.nii.gz"}]), "entry 0: needs an object with a \"series\""),
+        (json.dumps([{"series": str(DEMO)}]), "entry 0: give either"),
+        (json.dumps([{"series": str(DEMO), "lesion_free": False}]), "give either"),
+        (json.dumps([{"series": str(DEMO), "lesion_free": True, "lesions": "m.nii.gz"}]),
+         "give either"),
+        (json.dumps([{"series": str(DEMO), "lesion_free": True, "reader": 1}]),
+         "unknown keys \\['reader'\\]"),
+    ]
+    path = tmp_path / "list.json"
+    for text, message in cases:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_negative_list(path)
+    with pytest.raises(FileNotFoundError, match="negative list not found"):
+        read_negative_list(tmp_path / "missing.json")
+    path.write_text(json.dumps([{"series": str(tmp_path / "nope"), "lesion_free": True}]))
+    with pytest.raises(FileNotFoundError, match="series folder not found"):
+        read_negative_list(path)
+    path.write_text(json.dumps([{"series": str(DEMO), "lesions": "absent.nii.gz"}]))
+    with pytest.raises(FileNotFoundError, match="lesion mask not found"):
+        read_negative_list(path)
+
+
+def test_a_mask_that_does_not_fit_the_series_is_refused(demo_series, tmp_path):
+    z, h, w = demo_series.hu.shape
+    _write_mask(demo_series, np.zeros((z - 1, h, w), dtype=bool), tmp_path / "short.nii.gz")
+    (tmp_path / "junk.nii.gz").write_bytes(b"not a nifti")
+    for name, message in (("short.nii.gz", "shape"), ("junk.nii.gz", "cannot read")):
+        (entry,) = read_negative_list(_write_list(tmp_path, [{"series": str(DEMO),
+                                                              "lesions": name}]))
+        with pytest.raises(ValueError, match=f"negative-list-0: .*{message}"):
+            read_listed_series(entry)
+
+
+@pytest.mark.slow
+def test_cache_takes_listed_series_as_lung_negatives(tiny_vois, tmp_path):
+    listed = _write_list(tmp_path, [{"series": str(DEMO), "lesion_free": True}])
+    cfg = build_config({"vois_dir": str(tiny_vois), "negative_list": listed,
+                        "cache": str(tmp_path / "cache.npz")})
+    cache = PatchCache(build_cache(cfg))
+    (index,) = [i for i, m in enumerate(cache.meta) if m["name"] == "negative-list-0"]
+    assert cache.meta[index]["negative"] and cache.meta[index]["lung"]
+    assert len(cache.lung_centres()) > 0

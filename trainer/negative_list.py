@@ -1,0 +1,130 @@
+"""Lesion-free training windows from whole CT series of any source, listed in a JSON file.
+
+``negative_series`` takes LIDC series, whose reader XML says where the lesions are. A site's
+own chest CT has no such XML; the list named by ``negative_list`` says it instead, one
+object per series::
+
+    [{"series": "ct/case-a", "lesions": "ct/case-a-lesions.nii.gz"},
+     {"series": "ct/case-b", "lesion_free": true}]
+
+- ``lesions``: a NIfTI mask on the series' grid (same slice count and size, slices matched
+  by position) in which every lesion of the series is marked; everything marked, grown by
+  :data:`trainer.negatives.EXCLUDE_MM`, is left out.
+- ``lesion_free: true``: a reader found no lesion in the series; nothing is left out.
+
+Windows are centred in the lung grown by :data:`trainer.negatives.LUNG_MARGIN_MM`, as for
+LIDC series. Relative paths are read from the list file's folder. Entries are named
+``negative-list-<index>`` in the cache, never by their folder, which may carry a patient's
+name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.lungs import dilate, fast_lung_mask
+from pipeline.series import CTSeries, load_series_dir
+from trainer.data import read_reference_mask
+from trainer.negatives import EXCLUDE_MM, LUNG_MARGIN_MM
+
+
+@dataclass(frozen=True)
+class ListedSeries:
+    """One entry of a negative list.
+
+    Attributes
+    ----------
+    name : str
+        ``negative-list-<index>``.
+    series : Path
+        The series folder.
+    lesions : Path or None
+        The lesion mask; None for a series declared lesion-free.
+    """
+
+    name: str
+    series: Path
+    lesions: Path | None
+
+
+def read_negative_list(path: str | Path) -> list[ListedSeries]:
+    """Read and check a negative list (see the module docstring).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the list, a series folder or a mask does not exist.
+    ValueError
+        If the file is not a JSON list of such objects; the message names the entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"negative list not found: {path}")
+    try:
+        entries = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"negative list {path} is not valid JSON: {exc}") from exc
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"negative list {path} must be a non-empty JSON list of objects")
+    return [_entry(path, i, entry) for i, entry in enumerate(entries)]
+
+
+def _entry(path: Path, index: int, entry: object) -> ListedSeries:
+    where = f"negative list {path}, entry {index}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("series"), str):
+        raise ValueError(f"{where}: needs an object with a \"series\" folder")
+    unknown = set(entry) - {"series", "lesions", "lesion_free"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    has_mask, free = "lesions" in entry, entry.get("lesion_free", False)
+    if free not in (True, False) or has_mask == free:
+        raise ValueError(f"{where}: give either \"lesions\" (a mask of every lesion) or "
+                         "\"lesion_free\": true; without one nothing can be called lesion-free")
+    series = _resolve(path, entry["series"])
+    if not series.is_dir():
+        raise FileNotFoundError(f"{where}: series folder not found: {series}")
+    lesions = None
+    if has_mask:
+        if not isinstance(entry["lesions"], str):
+            raise ValueError(f"{where}: \"lesions\" must be a file name")
+        lesions = _resolve(path, entry["lesions"])
+        if not lesions.is_file():
+            raise FileNotFoundError(f"{where}: lesion mask not found: {lesions}")
+    return ListedSeries(f"negative-list-{index}", series, lesions)
+
+
+def _resolve(list_path: Path, name: str) -> Path:
+    target = Path(name)
+    return target if target.is_absolute() else list_path.parent / target
+
+
+def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:
+    """Load a listed series and where its lesion-free windows may be centred.
+
+    Returns
+    -------
+    series : CTSeries
+    centres : ndarray
+        Boolean ``(z, y, x)``: the lung grown by :data:`LUNG_MARGIN_MM`, minus the lesion
+        mask grown by :data:`EXCLUDE_MM`.
+
+    Raises
+    ------
+    ValueError
+        If the folder is not one CT series, or the mask cannot be read or does not fit it.
+    """
+    series = load_series_dir(entry.series)
+    allowed = dilate(fast_lung_mask(series.hu, series.spacing), series.spacing, LUNG_MARGIN_MM)
+    if entry.lesions is None:
+        return series, allowed
+    try:
+        lesions = read_reference_mask(entry.lesions, series.z_positions_mm, series.hu.shape)
+    except RuntimeError as exc:  # SimpleITK cannot read the file
+        raise ValueError(f"{entry.name}: cannot read lesion mask {entry.lesions}: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{entry.name}: {exc}") from exc
+    return series, allowed & ~dilate(lesions, series.spacing, EXCLUDE_MM)
