@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tests.trainer.conftest import REPO
+from tests.trainer.conftest import REFERENCE, REPO, SERIES_0001
 from trainer.cache import build_cache
 from trainer.config import build_config
 from trainer.negative_list import read_listed_series, read_negative_list
-from trainer.negatives import EXCLUDE_MM
+from trainer.negatives import EXCLUDE_MM, read_negative_series
 from trainer.patches import PatchCache
 
 DEMO = REPO / "demo" / "LIDC-IDRI-0001"
@@ -108,3 +108,21 @@ def test_cache_takes_listed_series_as_lung_negatives(tiny_vois, tmp_path):
     (index,) = [i for i, m in enumerate(cache.meta) if m["name"] == "negative-list-0"]
     assert cache.meta[index]["negative"] and cache.meta[index]["lung"]
     assert len(cache.lung_centres()) > 0
+
+
+@pytest.mark.slow
+def test_readers_mask_leaves_out_what_their_contours_leave_out_in_lidc_0001(tmp_path):
+    """On real data the list path, given the readers' contour mask, allows no window that
+    the reader-XML path refuses; it allows more, as the XML's point marks (small nodules,
+    non-nodules) are not in the contour mask."""
+    xmls = sorted(SERIES_0001.glob("*/*/*.xml"))
+    count = REFERENCE / "LIDC-IDRI-0001_reader_count.nii.gz"
+    if not xmls or not count.is_file():
+        pytest.skip(f"LIDC-IDRI-0001 series or reference masks not available under {SERIES_0001}")
+    folder = xmls[0].parent
+    (entry,) = read_negative_list(_write_list(tmp_path, [{"series": str(folder),
+                                                          "lesions": str(count)}]))
+    _, listed = read_listed_series(entry)
+    _, from_xml = read_negative_series(folder)
+    assert from_xml.any() and not (from_xml & ~listed).any()
+    assert from_xml.sum() < listed.sum() < 1.5 * from_xml.sum()
