@@ -8,7 +8,7 @@ anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelle
 LIDC series named by ``negative_series`` add windows centred in their lung away from every
 reader's mark (:mod:`trainer.negatives`); series of any source listed in ``negative_list``
 add windows away from their lesion mask, or anywhere in the lung of a series declared
-lesion-free (:mod:`trainer.negative_list`).
+lesion-free (:mod:`trainer.series_list`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from tqdm import tqdm
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
 from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
 from trainer.data import list_crops, read_crop
-from trainer.negative_list import read_listed_series, read_negative_list
 from trainer.negatives import read_negative_series, reader_xml
+from trainer.series_list import read_listed_series, read_series_list
 
 _REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
 NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
@@ -70,14 +70,14 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
         From :func:`trainer.data.list_crops` for a missing or malformed folder, and from
         :func:`trainer.negatives.read_negative_series` for a ``negative_series`` folder
         that is missing, holds no reader XML or is not one CT series, and from
-        :mod:`trainer.negative_list` for a wrong ``negative_list`` or entry.
+        :mod:`trainer.series_list` for a wrong ``negative_list`` or entry.
     """
     spec = spec_from_config(cfg)
     records = list_crops(cfg.vois_dir)
     series_folders = negative_series_folders(cfg)
     for folder in series_folders:
         reader_xml(folder)  # a wrong folder fails before the crops are processed
-    listed = read_negative_list(cfg.negative_list) if cfg.negative_list else []
+    listed = read_series_list(cfg.negative_list) if cfg.negative_list else []
     imgs, labs, meta = [], [], []
     for rec in tqdm(records, desc="crops", mininterval=5):
         hu, mask, spacing, z = read_crop(rec)

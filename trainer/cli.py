@@ -1,7 +1,7 @@
 """``trainer`` command line.
 
-Commands: cache, pretrain-vae, pretrain-contrastive, pretrain-restore, finetune, pseudo-label,
-evaluate, export, shape-limits, study.
+Commands: crops, cache, pretrain-vae, pretrain-contrastive, pretrain-restore, finetune,
+pseudo-label, evaluate, export, shape-limits, study.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
                        ("pretrain-restore", "U-Net restoration pretraining (Models Genesis)"),
                        ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
         _add_config(sub.add_parser(name, help=text))
+    cr = sub.add_parser("crops", help="cut the lesions of whole series (a series list, "
+                        "trainer/series_list.py) into the crop layout")
+    cr.add_argument("--list", required=True, help="series list (JSON)")
+    cr.add_argument("--out", required=True, help="new crop folder (image/, nodule_mask/, "
+                    "nodules.csv)")
     pl = sub.add_parser("pseudo-label", help="label the crops of the training patients "
                         "outside label_fraction with a teacher (for pseudo_labels=FILE)")
     _add_config(pl)
@@ -164,7 +169,12 @@ def run(argv: list[str] | None = None) -> int:
     commands = {"pretrain-vae": train.pretrain_vae, "finetune": train.finetune,
                 "pretrain-contrastive": train.pretrain_contrastive,
                 "pretrain-restore": train.pretrain_restore}
-    if args.command == "cache":
+    if args.command == "crops":
+        from trainer.crops import write_crops
+        from trainer.series_list import read_series_list
+
+        print(json.dumps(write_crops(read_series_list(args.list), args.out)))
+    elif args.command == "cache":
         from trainer.cache import build_cache
 
         print(build_cache(_config(args)))

@@ -88,7 +88,7 @@ class TrainConfig:
     negative_list : str
         JSON file listing whole CT series of any source for lesion-free negative windows,
         each with a mask of its lesions or declared lesion-free
-        (:mod:`trainer.negative_list`); empty for none.
+        (:mod:`trainer.series_list`); empty for none.
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float

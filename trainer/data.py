@@ -1,7 +1,8 @@
 """Nodule-crop folders, patient splits and the preprocessed patch cache.
 
 A crop folder holds ``image/*.nii.gz`` (HU, int16), ``nodule_mask/*.nii.gz`` (0/1) named
-``LIDC-IDRI-NNNN_R_K.nii.gz`` (patient, nodule) and optionally ``nodules.csv``. Patches are
+``PATIENT_R_K.nii.gz`` (patient, nodule; LIDC: ``LIDC-IDRI-NNNN_R_K.nii.gz``; a site's own
+crops, :mod:`trainer.crops`, carry a pseudonym) and optionally ``nodules.csv``. Patches are
 built with :func:`pipeline.preprocess.prepare_slices`, the function inference uses.
 Arrays are ``(z, y, x)``; spacings ``(z, y, x)`` mm.
 """
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-NAME_RE = re.compile(r"^(LIDC-IDRI-\d{4})_R_(\d+)\.nii\.gz$")
+PATIENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
+"""A patient key in crop names and series lists (LIDC: ``LIDC-IDRI-NNNN``; else a pseudonym)."""
+NAME_RE = re.compile(rf"^({PATIENT_RE.pattern})_R_(\d+)\.nii\.gz$")
+"""Crop file names: patient (letters, digits, ``.`` and ``-``), ``_R_``, nodule number."""
 HELD_OUT_PATIENTS = ("LIDC-IDRI-0001", "LIDC-IDRI-0002")
 """Patients with whole series in the shared data: always in the test split."""
 
@@ -43,7 +47,8 @@ def _read_attributes(csv_path: Path) -> dict[tuple[str, int], tuple[str, float]]
     with csv_path.open(newline="") as fh:
         for row in csv.DictReader(fh):
             try:
-                texture = TEXTURES.get(int(float(row["Texture_value"])), "unknown")
+                code = row["Texture_value"]
+                texture = TEXTURES.get(int(float(code)), "unknown") if code else "unknown"
                 out[(row["patient_id"], int(row["nodule_id"]))] = (
                     texture, float(row["diameter_mm"])
                 )
@@ -74,7 +79,8 @@ def list_crops(vois_dir: str | Path) -> list[CropRecord]:
     for path in images:
         match = NAME_RE.match(path.name)
         if match is None:
-            raise ValueError(f"crop file name must be LIDC-IDRI-NNNN_R_K.nii.gz, got {path.name}")
+            raise ValueError("crop file name must be PATIENT_R_K.nii.gz (e.g. "
+                             f"LIDC-IDRI-0001_R_1.nii.gz), got {path.name}")
         mask = root / "nodule_mask" / path.name
         if not mask.is_file():
             raise FileNotFoundError(f"mask missing for crop {path.name}: {mask}")

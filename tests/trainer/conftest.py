@@ -1,5 +1,7 @@
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -7,6 +9,8 @@ DATA = REPO.parent / "shared" / "data"
 VOIS = DATA / "lidc-nodule-vois"
 SERIES_0001 = DATA / "lidc-series" / "LIDC-IDRI-0001"
 REFERENCE = DATA / "lidc-series" / "reference-masks"
+DEMO = REPO / "demo" / "LIDC-IDRI-0001"
+"""The demo series shipped in the repository (a subset of LIDC-IDRI-0001)."""
 
 
 @pytest.fixture
@@ -26,3 +30,30 @@ def tiny_vois(tmp_path: Path) -> Path:
             shutil.copy(VOIS / sub / f"{n}.nii.gz", root / sub / f"{n}.nii.gz")
     shutil.copy(VOIS / "nodules.csv", root / "nodules.csv")
     return root
+
+
+@pytest.fixture(scope="module")
+def demo_series():
+    """The demo series (in the repository)."""
+    from pipeline.series import load_series_dir
+
+    return load_series_dir(DEMO)
+
+
+def write_mask(series, mask: np.ndarray, path) -> None:
+    """Write ``mask`` (volume order) as NIfTI on the series' grid (ascending z)."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    dz, dy, dx = series.spacing
+    first = series.datasets[0].ImagePositionPatient
+    img.SetSpacing((dx, dy, dz))
+    img.SetOrigin((float(first[0]), float(first[1]), float(series.z_positions_mm[0])))
+    sitk.WriteImage(img, str(path))
+
+
+def write_list(tmp_path, entries) -> str:
+    """Write a series list (JSON) into ``tmp_path``; return its path."""
+    path = tmp_path / "series.json"
+    path.write_text(json.dumps(entries))
+    return str(path)

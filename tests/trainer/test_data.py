@@ -11,9 +11,13 @@ def test_empty_and_malformed_folders(tmp_path):
     with pytest.raises(ValueError, match="no \\*.nii.gz images"):
         list_crops(tmp_path)
     (tmp_path / "image" / "scan1.nii.gz").write_bytes(b"")
-    with pytest.raises(ValueError, match="LIDC-IDRI-NNNN_R_K"):
+    with pytest.raises(ValueError, match="PATIENT_R_K"):
         list_crops(tmp_path)
     (tmp_path / "image" / "scan1.nii.gz").unlink()
+    (tmp_path / "image" / "site_case_R_1.nii.gz").write_bytes(b"")  # '_' is not in a patient
+    with pytest.raises(ValueError, match="PATIENT_R_K"):
+        list_crops(tmp_path)
+    (tmp_path / "image" / "site_case_R_1.nii.gz").unlink()
     (tmp_path / "image" / "LIDC-IDRI-0003_R_1.nii.gz").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="mask missing"):
         list_crops(tmp_path)

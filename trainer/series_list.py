@@ -1,21 +1,25 @@
-"""Lesion-free training windows from whole CT series of any source, listed in a JSON file.
+"""Whole CT series of any source, listed in a JSON file: lesion crops and lesion-free windows.
 
 ``negative_series`` takes LIDC series, whose reader XML says where the lesions are. A site's
-own chest CT has no such XML; the list named by ``negative_list`` says it instead, one
-object per series::
+own chest CT has no such XML; a series list says it instead, one object per series::
 
-    [{"series": "ct/case-a", "lesions": "ct/case-a-lesions.nii.gz"},
-     {"series": "ct/case-b", "lesion_free": true}]
+    [{"series": "ct/case-a", "lesions": "ct/case-a-lesions.nii.gz", "patient": "P017"},
+     {"series": "ct/case-b", "lesion_free": true, "patient": "P018"}]
 
 - ``lesions``: a NIfTI mask on the series' grid (same slice count and size, slices matched
-  by position) in which every lesion of the series is marked; everything marked, grown by
-  :data:`trainer.negatives.EXCLUDE_MM`, is left out.
-- ``lesion_free: true``: a reader found no lesion in the series; nothing is left out.
+  by position) in which every lesion of the series is marked.
+- ``lesion_free: true``: a reader found no lesion in the series.
+- ``patient`` (optional): a pseudonym, never the real ID (letters, digits, ``.`` and ``-``);
+  series of one patient must share it, so that a patient split keeps them together.
+  Default ``case-<index>``.
 
-Windows are centred in the lung grown by :data:`trainer.negatives.LUNG_MARGIN_MM`, as for
-LIDC series. Relative paths are read from the list file's folder. Entries are named
-``negative-list-<index>`` in the cache, never by their folder, which may carry a patient's
-name.
+The list serves twice: ``trainer crops`` cuts every lesion of the ``lesions`` entries into
+the crop layout (:mod:`trainer.crops`), and ``negative_list`` (for ``trainer cache``) takes
+lesion-free windows from every entry: the lung grown by
+:data:`trainer.negatives.LUNG_MARGIN_MM`, less the lesion mask grown by
+:data:`trainer.negatives.EXCLUDE_MM`. Relative paths are read from the list file's folder.
+Cache entries are named ``negative-list-<index>``, never by their folder, which may carry a
+patient's name.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ import numpy as np
 
 from pipeline.lungs import dilate, fast_lung_mask
 from pipeline.series import CTSeries, load_series_dir
-from trainer.data import read_reference_mask
+from trainer.data import PATIENT_RE, read_reference_mask
 from trainer.negatives import EXCLUDE_MM, LUNG_MARGIN_MM
 
 
 @dataclass(frozen=True)
 class ListedSeries:
-    """One entry of a negative list.
+    """One entry of a series list.
 
     Attributes
     ----------
@@ -44,15 +48,18 @@ class ListedSeries:
         The series folder.
     lesions : Path or None
         The lesion mask; None for a series declared lesion-free.
+    patient : str
+        The entry's pseudonym (``case-<index>`` when none is given).
     """
 
     name: str
     series: Path
     lesions: Path | None
+    patient: str
 
 
-def read_negative_list(path: str | Path) -> list[ListedSeries]:
-    """Read and check a negative list (see the module docstring).
+def read_series_list(path: str | Path) -> list[ListedSeries]:
+    """Read and check a series list (see the module docstring).
 
     Raises
     ------
@@ -63,21 +70,21 @@ def read_negative_list(path: str | Path) -> list[ListedSeries]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"negative list not found: {path}")
+        raise FileNotFoundError(f"series list not found: {path}")
     try:
         entries = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"negative list {path} is not valid JSON: {exc}") from exc
+        raise ValueError(f"series list {path} is not valid JSON: {exc}") from exc
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"negative list {path} must be a non-empty JSON list of objects")
+        raise ValueError(f"series list {path} must be a non-empty JSON list of objects")
     return [_entry(path, i, entry) for i, entry in enumerate(entries)]
 
 
 def _entry(path: Path, index: int, entry: object) -> ListedSeries:
-    where = f"negative list {path}, entry {index}"
+    where = f"series list {path}, entry {index}"
     if not isinstance(entry, dict) or not isinstance(entry.get("series"), str):
         raise ValueError(f"{where}: needs an object with a \"series\" folder")
-    unknown = set(entry) - {"series", "lesions", "lesion_free"}
+    unknown = set(entry) - {"series", "lesions", "lesion_free", "patient"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     has_mask, free = "lesions" in entry, entry.get("lesion_free", False)
@@ -94,12 +101,36 @@ def _entry(path: Path, index: int, entry: object) -> ListedSeries:
         lesions = _resolve(path, entry["lesions"])
         if not lesions.is_file():
             raise FileNotFoundError(f"{where}: lesion mask not found: {lesions}")
-    return ListedSeries(f"negative-list-{index}", series, lesions)
+    patient = entry.get("patient", f"case-{index}")
+    if not isinstance(patient, str) or not PATIENT_RE.fullmatch(patient):
+        raise ValueError(f"{where}: \"patient\" must be a pseudonym of letters, digits, '.' "
+                         "and '-'")
+    return ListedSeries(f"negative-list-{index}", series, lesions, patient)
 
 
 def _resolve(list_path: Path, name: str) -> Path:
     target = Path(name)
     return target if target.is_absolute() else list_path.parent / target
+
+
+def load_listed(entry: ListedSeries) -> tuple[CTSeries, np.ndarray | None]:
+    """Load a listed series and its lesion mask (in volume order; None if lesion-free).
+
+    Raises
+    ------
+    ValueError
+        If the folder is not one CT series, or the mask cannot be read or does not fit it.
+    """
+    series = load_series_dir(entry.series)
+    if entry.lesions is None:
+        return series, None
+    try:
+        lesions = read_reference_mask(entry.lesions, series.z_positions_mm, series.hu.shape)
+    except RuntimeError as exc:  # SimpleITK cannot read the file
+        raise ValueError(f"{entry.name}: cannot read lesion mask {entry.lesions}: {exc}") from exc
+    except ValueError as exc:
+        raise ValueError(f"{entry.name}: {exc}") from exc
+    return series, lesions
 
 
 def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:
@@ -115,16 +146,10 @@ def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:
     Raises
     ------
     ValueError
-        If the folder is not one CT series, or the mask cannot be read or does not fit it.
+        As :func:`load_listed`.
     """
-    series = load_series_dir(entry.series)
+    series, lesions = load_listed(entry)
     allowed = dilate(fast_lung_mask(series.hu, series.spacing), series.spacing, LUNG_MARGIN_MM)
-    if entry.lesions is None:
+    if lesions is None:
         return series, allowed
-    try:
-        lesions = read_reference_mask(entry.lesions, series.z_positions_mm, series.hu.shape)
-    except RuntimeError as exc:  # SimpleITK cannot read the file
-        raise ValueError(f"{entry.name}: cannot read lesion mask {entry.lesions}: {exc}") from exc
-    except ValueError as exc:
-        raise ValueError(f"{entry.name}: {exc}") from exc
     return series, allowed & ~dilate(lesions, series.spacing, EXCLUDE_MM)

@@ -1,50 +1,24 @@
-"""Whole series of any source as lesion-free negatives (``negative_list``), on the demo series."""
+"""Series lists: whole series of any source as lesion-free negatives (``negative_list``)."""
 
 import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
-from tests.trainer.conftest import REFERENCE, REPO, SERIES_0001
+from tests.trainer.conftest import DEMO, REFERENCE, SERIES_0001, write_list, write_mask
 from trainer.cache import build_cache
 from trainer.config import build_config
-from trainer.negative_list import read_listed_series, read_negative_list
 from trainer.negatives import EXCLUDE_MM, read_negative_series
 from trainer.patches import PatchCache
-
-DEMO = REPO / "demo" / "LIDC-IDRI-0001"
-
-
-@pytest.fixture(scope="module")
-def demo_series():
-    from pipeline.series import load_series_dir
-
-    return load_series_dir(DEMO)
-
-
-def _write_mask(series, mask: np.ndarray, path) -> None:
-    """Write ``mask`` (volume order) as NIfTI on the series' grid (ascending z)."""
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    dz, dy, dx = series.spacing
-    first = series.datasets[0].ImagePositionPatient
-    img.SetSpacing((dx, dy, dz))
-    img.SetOrigin((float(first[0]), float(first[1]), float(series.z_positions_mm[0])))
-    sitk.WriteImage(img, str(path))
-
-
-def _write_list(tmp_path, entries) -> str:
-    path = tmp_path / "negatives.json"
-    path.write_text(json.dumps(entries))
-    return str(path)
+from trainer.series_list import read_listed_series, read_series_list
 
 
 def test_lesion_mask_is_left_out_grown_and_the_rest_of_the_lung_kept(demo_series, tmp_path):
     shape = demo_series.hu.shape
     lesion = np.zeros(shape, dtype=bool)
     lesion[14, 360:370, 310:320] = True
-    _write_mask(demo_series, lesion, tmp_path / "lesions.nii.gz")
-    entries = read_negative_list(_write_list(tmp_path, [
+    write_mask(demo_series, lesion, tmp_path / "lesions.nii.gz")
+    entries = read_series_list(write_list(tmp_path, [
         {"series": str(DEMO), "lesions": "lesions.nii.gz"},
         {"series": str(DEMO), "lesion_free": True}]))
     assert [e.name for e in entries] == ["negative-list-0", "negative-list-1"]
@@ -77,23 +51,23 @@ def test_negative_list_errors_name_the_problem(demo_series, tmp_path):
     for text, message in cases:
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
-            read_negative_list(path)
-    with pytest.raises(FileNotFoundError, match="negative list not found"):
-        read_negative_list(tmp_path / "missing.json")
+            read_series_list(path)
+    with pytest.raises(FileNotFoundError, match="series list not found"):
+        read_series_list(tmp_path / "missing.json")
     path.write_text(json.dumps([{"series": str(tmp_path / "nope"), "lesion_free": True}]))
     with pytest.raises(FileNotFoundError, match="series folder not found"):
-        read_negative_list(path)
+        read_series_list(path)
     path.write_text(json.dumps([{"series": str(DEMO), "lesions": "absent.nii.gz"}]))
     with pytest.raises(FileNotFoundError, match="lesion mask not found"):
-        read_negative_list(path)
+        read_series_list(path)
 
 
 def test_a_mask_that_does_not_fit_the_series_is_refused(demo_series, tmp_path):
     z, h, w = demo_series.hu.shape
-    _write_mask(demo_series, np.zeros((z - 1, h, w), dtype=bool), tmp_path / "short.nii.gz")
+    write_mask(demo_series, np.zeros((z - 1, h, w), dtype=bool), tmp_path / "short.nii.gz")
     (tmp_path / "junk.nii.gz").write_bytes(b"not a nifti")
     for name, message in (("short.nii.gz", "shape"), ("junk.nii.gz", "cannot read")):
-        (entry,) = read_negative_list(_write_list(tmp_path, [{"series": str(DEMO),
+        (entry,) = read_series_list(write_list(tmp_path, [{"series": str(DEMO),
                                                               "lesions": name}]))
         with pytest.raises(ValueError, match=f"negative-list-0: .*{message}"):
             read_listed_series(entry)
@@ -101,7 +75,7 @@ def test_a_mask_that_does_not_fit_the_series_is_refused(demo_series, tmp_path):
 
 @pytest.mark.slow
 def test_cache_takes_listed_series_as_lung_negatives(tiny_vois, tmp_path):
-    listed = _write_list(tmp_path, [{"series": str(DEMO), "lesion_free": True}])
+    listed = write_list(tmp_path, [{"series": str(DEMO), "lesion_free": True}])
     cfg = build_config({"vois_dir": str(tiny_vois), "negative_list": listed,
                         "cache": str(tmp_path / "cache.npz")})
     cache = PatchCache(build_cache(cfg))
@@ -120,7 +94,7 @@ def test_readers_mask_leaves_out_what_their_contours_leave_out_in_lidc_0001(tmp_
     if not xmls or not count.is_file():
         pytest.skip(f"LIDC-IDRI-0001 series or reference masks not available under {SERIES_0001}")
     folder = xmls[0].parent
-    (entry,) = read_negative_list(_write_list(tmp_path, [{"series": str(folder),
+    (entry,) = read_series_list(write_list(tmp_path, [{"series": str(folder),
                                                           "lesions": str(count)}]))
     _, listed = read_listed_series(entry)
     _, from_xml = read_negative_series(folder)
