@@ -1,6 +1,7 @@
 """``trainer crops``: lesions of whole series cut into the crop layout, read back by the trainer."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -96,3 +97,24 @@ def test_own_crops_and_negatives_make_a_cache(demo_series, lesions, tmp_path):
 
     names = [m["name"] for m in PatchCache(cache).meta]
     assert {"case-0_R_1", "case-0_R_2", "negative-list-0"} <= set(names)
+
+
+@pytest.mark.slow
+def test_lidc_0001_through_a_series_list_is_segmented_by_the_shipped_model(tmp_path):
+    """Real data end to end: the consensus mask of LIDC-IDRI-0001 as a site's lesion mask,
+    cut by ``trainer crops`` and evaluated as crops (0.945 when written; the ct-slicing crop
+    of the same nodule scores 0.924 against its own mask)."""
+    from tests.trainer.conftest import REFERENCE, SERIES_0001
+
+    xmls = sorted(SERIES_0001.glob("*/*/*.xml"))
+    mask = REFERENCE / "LIDC-IDRI-0001_consensus50.nii.gz"
+    if not xmls or not mask.is_file():
+        pytest.skip(f"LIDC-IDRI-0001 series or reference masks not available under {SERIES_0001}")
+    listed = write_list(tmp_path, [{"series": str(xmls[0].parent), "lesions": str(mask),
+                                    "patient": "LIDC-IDRI-0001"}])
+    assert main(["crops", "--list", listed, "--out", str(tmp_path / "vois")]) == 0
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--vois", str(tmp_path / "vois"), "--precision", "fp32",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 1 and result["dice_mean"] > 0.85
