@@ -14,6 +14,7 @@ PATIENT. Lesions smaller than ``MIN_VOLUME_MM3`` are skipped and counted.
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,7 @@ def write_entry_crops(entry: ListedSeries, out_dir: Path, first: int = 1
     if lesions is None:
         return [], 0
     found = lesion_boxes(lesions, series.spacing)
-    total = int(label_count(lesions, series.spacing))
+    total = label_count(lesions, series.spacing)
     rows = []
     voxel_mm3 = float(np.prod(series.spacing))
     for k, (own, box) in enumerate(found, start=first):
@@ -118,6 +119,9 @@ def label_count(lesions: np.ndarray, spacing: tuple[float, float, float]) -> int
 def write_crops(entries: list[ListedSeries], out_dir: str | Path) -> dict:
     """Write the crops of every ``lesions`` entry into ``out_dir`` in the crop layout.
 
+    The crops are written into a hidden folder beside ``out_dir`` and moved into place
+    when every entry has been cut, so a failure leaves no half-written crop folder.
+
     Returns
     -------
     dict
@@ -126,14 +130,28 @@ def write_crops(entries: list[ListedSeries], out_dir: str | Path) -> dict:
     Raises
     ------
     ValueError
-        If ``out_dir`` already holds crops (nothing is overwritten), or as
+        If ``out_dir`` exists and is not empty (nothing is overwritten), or as
         :func:`write_entry_crops`.
     """
     out_dir = Path(out_dir)
-    if (out_dir / "image").is_dir() and any((out_dir / "image").iterdir()):
-        raise ValueError(f"{out_dir / 'image'} already holds crops; choose an empty folder")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(f"{out_dir} exists and is not an empty folder; choose a new one")
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        summary = _write_all(entries, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        out_dir.rmdir()
+    partial.rename(out_dir)
+    return summary
+
+
+def _write_all(entries: list[ListedSeries], out_dir: Path) -> dict:
     for sub in ("image", "nodule_mask"):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+        (out_dir / sub).mkdir(parents=True)
     rows, small = [], 0
     for entry in entries:
         first = 1 + sum(r["patient_id"] == entry.patient for r in rows)

@@ -18,7 +18,7 @@ the crop layout (:mod:`trainer.crops`), and ``negative_list`` (for ``trainer cac
 lesion-free windows from every entry: the lung grown by
 :data:`trainer.negatives.LUNG_MARGIN_MM`, less the lesion mask grown by
 :data:`trainer.negatives.EXCLUDE_MM`. Relative paths are read from the list file's folder.
-Cache entries are named ``negative-list-<index>``, never by their folder, which may carry a
+Cache entries are named ``series-list-<index>``, never by their folder, which may carry a
 patient's name.
 """
 
@@ -43,7 +43,7 @@ class ListedSeries:
     Attributes
     ----------
     name : str
-        ``negative-list-<index>``.
+        ``series-list-<index>``.
     series : Path
         The series folder.
     lesions : Path or None
@@ -105,7 +105,7 @@ def _entry(path: Path, index: int, entry: object) -> ListedSeries:
     if not isinstance(patient, str) or not PATIENT_RE.fullmatch(patient):
         raise ValueError(f"{where}: \"patient\" must be a pseudonym of letters, digits, '.' "
                          "and '-'")
-    return ListedSeries(f"negative-list-{index}", series, lesions, patient)
+    return ListedSeries(f"series-list-{index}", series, lesions, patient)
 
 
 def _resolve(list_path: Path, name: str) -> Path:

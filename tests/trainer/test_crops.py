@@ -78,12 +78,27 @@ def test_crops_refuses_a_folder_with_crops_and_a_bad_patient(demo_series, lesion
     before = sorted(p.name for p in (tmp_path / "vois" / "image").iterdir())
     assert before == ["case-0_R_1.nii.gz", "case-0_R_2.nii.gz"]
     assert main(["crops", "--list", listed, "--out", str(tmp_path / "vois")]) == 2
-    assert "already holds crops" in capsys.readouterr().err
+    assert "is not an empty folder" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "vois" / "image").iterdir()) == before
     bad = write_list(tmp_path, [{"series": str(DEMO), "lesions": "lesions.nii.gz",
                                  "patient": "Doe^John"}])
     assert main(["crops", "--list", bad, "--out", str(tmp_path / "other")]) == 2
     assert "pseudonym" in capsys.readouterr().err
+
+
+def test_a_failing_entry_leaves_no_crop_folder(demo_series, lesions, tmp_path, capsys):
+    z, h, w = demo_series.hu.shape
+    write_mask(demo_series, np.zeros((z, h - 1, w), dtype=bool), tmp_path / "wrong.nii.gz")
+    listed = write_list(tmp_path, [{"series": str(DEMO), "lesions": "lesions.nii.gz"},
+                                   {"series": str(DEMO), "lesions": "wrong.nii.gz"}])
+    (tmp_path / "vois").mkdir()  # an empty folder may be given
+    assert main(["crops", "--list", listed, "--out", str(tmp_path / "vois")]) == 2
+    assert "series-list-1: mask" in capsys.readouterr().err
+    assert list((tmp_path / "vois").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert main(["crops", "--list", write_list(tmp_path, [{"series": str(DEMO),
+                "lesions": "lesions.nii.gz"}]), "--out", str(tmp_path / "vois")]) == 0
+    assert len(list((tmp_path / "vois" / "image").iterdir())) == 2
 
 
 @pytest.mark.slow
@@ -96,7 +111,7 @@ def test_own_crops_and_negatives_make_a_cache(demo_series, lesions, tmp_path):
     from trainer.patches import PatchCache
 
     names = [m["name"] for m in PatchCache(cache).meta]
-    assert {"case-0_R_1", "case-0_R_2", "negative-list-0"} <= set(names)
+    assert {"case-0_R_1", "case-0_R_2", "series-list-0"} <= set(names)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ def test_lesion_mask_is_left_out_grown_and_the_rest_of_the_lung_kept(demo_series
     entries = read_series_list(write_list(tmp_path, [
         {"series": str(DEMO), "lesions": "lesions.nii.gz"},
         {"series": str(DEMO), "lesion_free": True}]))
-    assert [e.name for e in entries] == ["negative-list-0", "negative-list-1"]
+    assert [e.name for e in entries] == ["series-list-0", "series-list-1"]
     _, masked = read_listed_series(entries[0])
     _, free = read_listed_series(entries[1])
     assert free[14, 365, 315] and not masked[14, 365, 315]
@@ -69,7 +69,7 @@ def test_a_mask_that_does_not_fit_the_series_is_refused(demo_series, tmp_path):
     for name, message in (("short.nii.gz", "shape"), ("junk.nii.gz", "cannot read")):
         (entry,) = read_series_list(write_list(tmp_path, [{"series": str(DEMO),
                                                               "lesions": name}]))
-        with pytest.raises(ValueError, match=f"negative-list-0: .*{message}"):
+        with pytest.raises(ValueError, match=f"series-list-0: .*{message}"):
             read_listed_series(entry)
 
 
@@ -79,7 +79,7 @@ def test_cache_takes_listed_series_as_lung_negatives(tiny_vois, tmp_path):
     cfg = build_config({"vois_dir": str(tiny_vois), "negative_list": listed,
                         "cache": str(tmp_path / "cache.npz")})
     cache = PatchCache(build_cache(cfg))
-    (index,) = [i for i, m in enumerate(cache.meta) if m["name"] == "negative-list-0"]
+    (index,) = [i for i, m in enumerate(cache.meta) if m["name"] == "series-list-0"]
     assert cache.meta[index]["negative"] and cache.meta[index]["lung"]
     assert len(cache.lung_centres()) > 0
 
