@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--vois", help="crop folder (image/, nodule_mask/, nodules.csv)")
     ev.add_argument("--patients", help="JSON list or comma list restricting the crops")
     ev.add_argument("--series", help="DICOM series folder")
+    ev.add_argument("--list", dest="series_list",
+                    help="series list (JSON, trainer/series_list.py): every series, pooled")
     ev.add_argument("--mask", help="reference mask (NIfTI) on the series grid")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -112,16 +114,23 @@ def _patients(text: str | None) -> list[str] | None:
 def _evaluate(args) -> dict:
     from trainer import evaluate as ev
 
-    if bool(args.vois) == bool(args.series):
-        raise ValueError("evaluate needs exactly one of --vois or --series (with --mask)")
+    if sum(map(bool, (args.vois, args.series, args.series_list))) != 1:
+        raise ValueError("evaluate needs exactly one of --vois, --series (with --mask) or --list")
+    if (args.mask or args.components) and not args.series:
+        raise ValueError("--mask and --components need --series")
+    if args.series_list:
+        from trainer.evaluate_list import evaluate_series_list
+        from trainer.series_list import read_series_list
+
+        return evaluate_series_list(read_series_list(args.series_list),
+                                    args.baseline or "model", args.model, args.threads,
+                                    args.precision)
     if args.series:
         if not args.mask:
             raise ValueError("--series needs --mask")
         kind = args.baseline or "model"
         return ev.evaluate_series(args.series, args.mask, kind, args.model, args.threads,
                                   args.precision, args.components)
-    if args.components:
-        raise ValueError("--components needs --series")
     records = ev.select_records(args.vois, _patients(args.patients))
     if args.baseline:
         return ev.evaluate_crops(ev.crop_baseline_segmenter(args.baseline), records, True)
@@ -188,7 +197,8 @@ def run(argv: list[str] | None = None) -> int:
         result = _evaluate(args)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
-        print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}))
+        summary = {k: v for k, v in result.items() if not isinstance(v, (dict, list))}
+        print(json.dumps({**summary, **result.get("pooled", {})}))
     elif args.command == "shape-limits":
         _shape_limits(args)
     elif args.command == "export":

@@ -231,13 +231,32 @@ def evaluate_series(
     ValueError
         If ``segmenter_kind`` is unknown or the mask does not fit the series.
     """
-    from pipeline.lungs import fast_lung_mask
-    from pipeline.postprocess import label_lesions
     from pipeline.series import load_series_dir
 
     series = load_series_dir(series_dir)
+    ref = read_reference_mask(mask_path, series.z_positions_mm, series.hu.shape)
+    return evaluate_loaded_series(series, ref, segmenter_kind, model_path, threads, precision,
+                                  components_dir)
+
+
+def evaluate_loaded_series(
+    series, ref: np.ndarray, segmenter_kind: str = "model",
+    model_path: str | Path | None = None, threads: int = 2, precision: str = "auto",
+    components_dir: str | Path | None = None,
+) -> dict:
+    """:func:`evaluate_series` on a loaded series and its reference mask (volume order).
+
+    Raises
+    ------
+    ValueError
+        If ``segmenter_kind`` is unknown or ``ref`` does not have the series' shape.
+    """
+    from pipeline.lungs import fast_lung_mask
+    from pipeline.postprocess import label_lesions
+
     hu = series.hu.astype(np.float32)
-    ref = read_reference_mask(mask_path, series.z_positions_mm, hu.shape)
+    if ref.shape != hu.shape:
+        raise ValueError(f"reference shape {ref.shape} != series shape {hu.shape}")
     lungs = fast_lung_mask(hu, series.spacing)
     prob, pred, min_volume, shape_limits, engine = _series_prediction(
         segmenter_kind, hu, series, lungs, model_path, threads, precision)

@@ -75,7 +75,7 @@ def test_components_option_needs_a_series(tmp_path, capsys):
     code = main(["evaluate", "--vois", str(tmp_path), "--components", str(tmp_path / "c"),
                  "--json", str(tmp_path / "out.json")])
     assert code == 2
-    assert "--components needs --series" in capsys.readouterr().err
+    assert "--mask and --components need --series" in capsys.readouterr().err
 
 
 def test_series_evaluation_lists_and_draws_every_kept_component(tmp_path):
