@@ -9,6 +9,8 @@ DATA = REPO.parent / "shared" / "data"
 VOIS = DATA / "lidc-nodule-vois"
 SERIES_0001 = DATA / "lidc-series" / "LIDC-IDRI-0001"
 REFERENCE = DATA / "lidc-series" / "reference-masks"
+TINY = str(REPO / "trainer" / "configs" / "tiny.yaml")
+"""A few iterations of a small network (tests only)."""
 DEMO = REPO / "demo" / "LIDC-IDRI-0001"
 """The demo series shipped in the repository (a subset of LIDC-IDRI-0001)."""
 

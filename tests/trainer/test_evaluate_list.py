@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.trainer.conftest import DEMO, write_list, write_mask
+from tests.trainer.conftest import DEMO, TINY, write_list, write_mask
 from trainer.cli import main
 from trainer.evaluate_list import pool
 
@@ -44,3 +44,28 @@ def test_the_demo_nodule_is_found_and_counts_against_a_lesion_free_claim(demo_se
     assert result["pooled"]["false_positives_per_scan"] == 0.5
     assert '"false_positives_per_scan": 0.5' in capsys.readouterr().out
     assert main(["evaluate", "--list", listed, "--mask", "m.nii.gz", "--json", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_a_sites_own_series_end_to_end(demo_series, tmp_path):
+    """Series list -> crops -> cache with the listed lungs -> fine-tuning on them (air+lung
+    canvas, tiny network) -> export -> evaluate --list: the whole own-data path runs."""
+    z, y, x = np.ogrid[: demo_series.hu.shape[0], :512, :512]
+    write_mask(demo_series, (z - 14) ** 2 * 9 + (y - 365) ** 2 + (x - 315) ** 2 <= 8**2,
+               tmp_path / "nodule.nii.gz")
+    listed = write_list(tmp_path, [{"series": str(DEMO), "lesions": "nodule.nii.gz",
+                                    "patient": f"P{k}"} for k in range(3)])
+    vois, cache, run = tmp_path / "vois", tmp_path / "cache.npz", tmp_path / "ft"
+    assert main(["crops", "--list", listed, "--out", str(vois)]) == 0
+    common = ["--config", TINY, "--set", f"vois_dir={vois}", "--set", f"cache={cache}"]
+    assert main(["cache", *common, "--set", f"negative_list={listed}"]) == 0
+    assert main(["finetune", *common, "--set", "crop_canvas=air+lung",
+                 "--set", f"out_dir={run}"]) == 0
+    model = tmp_path / "own.onnx"
+    assert main(["export", "--checkpoint", str(run / "final.pt"), "--out", str(model),
+                 "--no-pt2"]) == 0
+    out = tmp_path / "out.json"
+    assert main(["evaluate", "--list", listed, "--model", str(model), "--precision", "fp32",
+                 "--threads", "1", "--json", str(out)]) == 0
+    pooled = json.loads(out.read_text())["pooled"]
+    assert pooled["n_series"] == 3 and pooled["n_reference_lesions"] == 3

@@ -6,11 +6,9 @@ import pytest
 import torch
 
 import trainer.train
+from tests.trainer.conftest import TINY
 from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 
 
 class Interrupted(Exception):
