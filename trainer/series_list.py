@@ -6,8 +6,9 @@ own chest CT has no such XML; a series list says it instead, one object per seri
     [{"series": "ct/case-a", "lesions": "ct/case-a-lesions.nii.gz", "patient": "P017"},
      {"series": "ct/case-b", "lesion_free": true, "patient": "P018"}]
 
-- ``lesions``: a NIfTI mask on the series' grid (same slice count and size, slices matched
-  by position) in which every lesion of the series is marked.
+- ``lesions``: a mask in which every lesion of the series is marked: NIfTI on the series'
+  grid (same slice count and size, slices matched by position), or a DICOM-SEG of the
+  series (all its segments; e.g. lungseg's own SEG, corrected by a reader).
 - ``lesion_free: true``: a reader found no lesion in the series.
 - ``patient`` (optional): a pseudonym, never the real ID (letters, digits, ``.`` and ``-``);
   series of one patient must share it, so that a patient split keeps them together.
@@ -124,6 +125,8 @@ def load_listed(entry: ListedSeries) -> tuple[CTSeries, np.ndarray | None]:
     series = load_series_dir(entry.series)
     if entry.lesions is None:
         return series, None
+    if not entry.lesions.name.endswith((".nii", ".nii.gz")):
+        return series, read_seg_lesions(entry, series)
     try:
         lesions = read_reference_mask(entry.lesions, series.z_positions_mm, series.hu.shape)
     except RuntimeError as exc:  # SimpleITK cannot read the file
@@ -131,6 +134,42 @@ def load_listed(entry: ListedSeries) -> tuple[CTSeries, np.ndarray | None]:
     except ValueError as exc:
         raise ValueError(f"{entry.name}: {exc}") from exc
     return series, lesions
+
+
+def read_seg_lesions(entry: ListedSeries, series: CTSeries) -> np.ndarray:
+    """Read a DICOM-SEG of the series (every segment) as a boolean mask in volume order.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a DICOM-SEG, it references images outside the series (a SEG of
+        another series would otherwise read as an empty, lesion-free mask), or its frames
+        are not the size of the series' images.
+    """
+    import highdicom as hd
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        seg = hd.seg.segread(entry.lesions)
+    except (InvalidDicomError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{entry.name}: {entry.lesions} is neither NIfTI (.nii, .nii.gz) "
+                         f"nor a readable DICOM-SEG: {exc}") from exc
+    ours = set(series.sop_instance_uids)
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    if not referenced or not referenced <= ours:
+        raise ValueError(f"{entry.name}: the DICOM-SEG {entry.lesions} references "
+                         f"{len(referenced - ours)} of its {len(referenced)} source images "
+                         "outside this series")
+    if (int(seg.Rows), int(seg.Columns)) != series.hu.shape[1:]:
+        raise ValueError(f"{entry.name}: the DICOM-SEG {entry.lesions} has frames of "
+                         f"{seg.Rows} x {seg.Columns}, the series {series.hu.shape[1:]}")
+    # frames reference their source images and have their size; tools that do not state
+    # that spatial locations are preserved (dcmqi) are read frame by source frame too
+    labels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=series.sop_instance_uids, combine_segments=True,
+        skip_overlap_checks=True, assert_missing_frames_are_empty=True,
+        ignore_spatial_locations=True)
+    return np.asarray(labels) > 0
 
 
 def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:

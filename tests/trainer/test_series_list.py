@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.trainer.conftest import DEMO, REFERENCE, SERIES_0001, write_list, write_mask
+from tests.trainer.conftest import DATA, DEMO, REFERENCE, SERIES_0001, write_list, write_mask
 from trainer.cache import build_cache
 from trainer.config import build_config
 from trainer.negatives import EXCLUDE_MM, read_negative_series
 from trainer.patches import PatchCache
-from trainer.series_list import read_listed_series, read_series_list
+from trainer.series_list import load_listed, read_listed_series, read_series_list
 
 
 def test_lesion_mask_is_left_out_grown_and_the_rest_of_the_lung_kept(demo_series, tmp_path):
@@ -100,3 +100,52 @@ def test_readers_mask_leaves_out_what_their_contours_leave_out_in_lidc_0001(tmp_
     _, from_xml = read_negative_series(folder)
     assert from_xml.any() and not (from_xml & ~listed).any()
     assert from_xml.sum() < listed.sum() < 1.5 * from_xml.sum()
+
+
+@pytest.fixture(scope="module")
+def own_seg(tmp_path_factory):
+    """lungseg's own output on the demo series (the shipped model): seg.dcm and mask.nii.gz."""
+    from pipeline.cli import main
+
+    out = tmp_path_factory.mktemp("lungseg")
+    assert main(["segment", str(DEMO), "--out", str(out)]) == 0
+    return out
+
+
+def test_lungsegs_own_seg_reads_as_its_mask(demo_series, own_seg, tmp_path):
+    (entry,) = read_series_list(write_list(tmp_path, [
+        {"series": str(DEMO), "lesions": str(own_seg / "seg.dcm")}]))
+    lesions = load_listed(entry)[1]
+    from trainer.data import read_reference_mask
+
+    expected = read_reference_mask(own_seg / "mask.nii.gz", demo_series.z_positions_mm,
+                                   demo_series.hu.shape)
+    assert expected.any() and np.array_equal(lesions, expected)
+
+
+def test_a_readers_dcmqi_seg_of_lidc_0001_fits_the_demo_series(demo_series, own_seg, tmp_path):
+    seg = DATA / "dicom-reference" / "lidc-0001-seg-qiicr" / "dcm_segmentation"
+    if not (seg / "nodule_01_annotation_0.dcm").is_file():
+        pytest.skip(f"reference SEG not available under {seg}")
+    (entry,) = read_series_list(write_list(tmp_path, [
+        {"series": str(DEMO), "lesions": str(seg / "nodule_01_annotation_0.dcm")}]))
+    reader = load_listed(entry)[1]
+    numbers = [int(demo_series.datasets[k].InstanceNumber)
+               for k in np.nonzero(reader.any(axis=(1, 2)))[0]]
+    assert sorted(numbers) == list(range(39, 48))  # the nodule's slices (shared data README)
+    model = load_listed(read_series_list(write_list(tmp_path, [
+        {"series": str(DEMO), "lesions": str(own_seg / "seg.dcm")}]))[0])[1]
+    assert 2 * (reader & model).sum() / (reader.sum() + model.sum()) > 0.8
+
+
+def test_a_seg_of_another_series_or_a_ct_image_is_refused(tmp_path):
+    other = DATA / "dicom-reference" / "highdicom" / "data" / "test_files"
+    ct_slice = next(DEMO.glob("*.dcm"))
+    cases = [(ct_slice, "neither NIfTI .* nor a readable DICOM-SEG")]
+    if (other / "seg_image_ct_binary.dcm").is_file():
+        cases.append((other / "seg_image_ct_binary.dcm", "4 of its 4 source images outside"))
+    for path, message in cases:
+        (entry,) = read_series_list(write_list(tmp_path, [{"series": str(DEMO),
+                                                           "lesions": str(path)}]))
+        with pytest.raises(ValueError, match=f"series-list-0: .*{message}"):
+            load_listed(entry)
