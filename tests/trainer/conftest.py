@@ -59,3 +59,18 @@ def write_list(tmp_path, entries) -> str:
     path = tmp_path / "series.json"
     path.write_text(json.dumps(entries))
     return str(path)
+
+
+@pytest.fixture
+def demo_vois(demo_series, tmp_path) -> tuple[Path, str]:
+    """A crop folder cut from the demo series (a ball on its nodule) for three pseudonyms,
+    and the series list it was cut from: trainer runs without the shared data."""
+    from trainer.cli import main
+
+    z, y, x = np.ogrid[: demo_series.hu.shape[0], :512, :512]
+    write_mask(demo_series, (z - 14) ** 2 * 9 + (y - 365) ** 2 + (x - 315) ** 2 <= 8**2,
+               tmp_path / "nodule.nii.gz")
+    listed = write_list(tmp_path, [{"series": str(DEMO), "lesions": "nodule.nii.gz",
+                                    "patient": f"P{k}"} for k in range(3)])
+    assert main(["crops", "--list", listed, "--out", str(tmp_path / "demo-vois")]) == 0
+    return tmp_path / "demo-vois", listed

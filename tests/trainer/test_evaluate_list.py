@@ -47,16 +47,11 @@ def test_the_demo_nodule_is_found_and_counts_against_a_lesion_free_claim(demo_se
 
 
 @pytest.mark.slow
-def test_a_sites_own_series_end_to_end(demo_series, tmp_path):
+def test_a_sites_own_series_end_to_end(demo_vois, tmp_path):
     """Series list -> crops -> cache with the listed lungs -> fine-tuning on them (air+lung
     canvas, tiny network) -> export -> evaluate --list: the whole own-data path runs."""
-    z, y, x = np.ogrid[: demo_series.hu.shape[0], :512, :512]
-    write_mask(demo_series, (z - 14) ** 2 * 9 + (y - 365) ** 2 + (x - 315) ** 2 <= 8**2,
-               tmp_path / "nodule.nii.gz")
-    listed = write_list(tmp_path, [{"series": str(DEMO), "lesions": "nodule.nii.gz",
-                                    "patient": f"P{k}"} for k in range(3)])
-    vois, cache, run = tmp_path / "vois", tmp_path / "cache.npz", tmp_path / "ft"
-    assert main(["crops", "--list", listed, "--out", str(vois)]) == 0
+    vois, listed = demo_vois
+    cache, run = tmp_path / "cache.npz", tmp_path / "ft"
     common = ["--config", TINY, "--set", f"vois_dir={vois}", "--set", f"cache={cache}"]
     assert main(["cache", *common, "--set", f"negative_list={listed}"]) == 0
     assert main(["finetune", *common, "--set", "crop_canvas=air+lung",

@@ -39,10 +39,10 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 @pytest.fixture
-def tiny_run(tiny_vois, tmp_path):
+def tiny_run(demo_vois, tmp_path):
     """``finetune`` arguments for a 4-step run (checkpoints at steps 2 and 4), one thread,
     and an uninterrupted reference run's directory."""
-    common = ["--config", TINY, "--set", f"vois_dir={tiny_vois}",
+    common = ["--config", TINY, "--set", f"vois_dir={demo_vois[0]}",
               "--set", f"cache={tmp_path / 'cache.npz'}"]
     assert main(["cache", *common]) == 0
     args = ["finetune", *common, "--set", "steps=4", "--set", "num_threads=1"]
