@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.series import CTSeries
 from trainer.series_list import ListedSeries, load_listed
@@ -153,7 +154,7 @@ def _write_all(entries: list[ListedSeries], out_dir: Path) -> dict:
     for sub in ("image", "nodule_mask"):
         (out_dir / sub).mkdir(parents=True)
     rows, small = [], 0
-    for entry in entries:
+    for entry in tqdm(entries, desc="series", mininterval=5):
         first = 1 + sum(r["patient_id"] == entry.patient for r in rows)
         entry_rows, entry_small = write_entry_crops(entry, out_dir, first)
         rows += entry_rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from trainer.evaluate import evaluate_loaded_series
 from trainer.series_list import ListedSeries, load_listed
@@ -41,7 +42,7 @@ def evaluate_series_list(
         :func:`trainer.evaluate.evaluate_loaded_series`.
     """
     rows, engine = [], segmenter_kind
-    for entry in entries:
+    for entry in tqdm(entries, desc="series", mininterval=5):
         series, lesions = load_listed(entry)
         ref = lesions if lesions is not None else np.zeros(series.hu.shape, dtype=bool)
         result = evaluate_loaded_series(series, ref, segmenter_kind, model_path, threads,
