@@ -110,6 +110,13 @@ def gaussian_blur(images: torch.Tensor, sigma_px: float) -> torch.Tensor:
     return flat.reshape(n, c, h, w)
 
 
+def _per_sample(images: torch.Tensor, limit: float,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per sample, uniform in ``[-limit, limit]``, shaped ``(n, 1, 1, 1)``."""
+    u = (torch.rand(images.shape[0], generator=generator) * 2 - 1) * limit
+    return u.to(images.device).view(-1, 1, 1, 1)
+
+
 def random_kernel(
     images: torch.Tensor, amount: float, generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -118,19 +125,15 @@ def random_kernel(
     A draw ``k`` uniform in ``[-amount, amount]`` gives ``x + k * (x - blur(x))``: ``k = -1``
     is the blurred image, ``k > 0`` sharpens. Clipped to [0, 1].
     """
-    n = images.shape[0]
-    k = ((torch.rand(n, generator=generator) * 2 - 1) * amount).to(images.device)
     detail = images - gaussian_blur(images, KERNEL_SIGMA_PX)
-    return (images + k.view(n, 1, 1, 1) * detail).clamp(0.0, 1.0)
+    return (images + _per_sample(images, amount, generator) * detail).clamp(0.0, 1.0)
 
 
 def random_gamma(
     images: torch.Tensor, log_range: float, generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Raise each sample to a power ``exp(u)``, ``u`` uniform in ``[-log_range, log_range]``."""
-    n = images.shape[0]
-    g = torch.exp((torch.rand(n, generator=generator) * 2 - 1) * log_range).to(images.device)
-    return images.clamp_min(0.0) ** g.view(n, 1, 1, 1)
+    return images.clamp_min(0.0) ** torch.exp(_per_sample(images, log_range, generator))
 
 
 def augment(

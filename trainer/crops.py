@@ -31,7 +31,7 @@ CSV_FIELDS = ("patient_id", "nodule_id", "diameter_mm", "Texture_value")
 
 
 def lesion_boxes(lesions: np.ndarray, spacing: tuple[float, float, float]
-                 ) -> list[tuple[np.ndarray, tuple[slice, slice, slice]]]:
+                 ) -> tuple[list[tuple[np.ndarray, tuple[slice, slice, slice]]], int]:
     """Return each connected lesion (largest first) with its crop box.
 
     Parameters
@@ -43,26 +43,30 @@ def lesion_boxes(lesions: np.ndarray, spacing: tuple[float, float, float]
 
     Returns
     -------
-    list of (ndarray, tuple of slice)
-        The lesion's own boolean mask and its crop box; lesions under
-        :data:`MIN_VOLUME_MM3` are left out.
+    boxes : list of (ndarray, tuple of slice)
+        The lesion's own boolean mask and its crop box, for every lesion of at least
+        :data:`MIN_VOLUME_MM3`.
+    skipped : int
+        How many smaller lesions were left out.
     """
     from pipeline.postprocess import label_lesions
+    from trainer.components import view_box
 
-    labels = label_lesions(lesions, spacing, MIN_VOLUME_MM3)
-    out = []
+    labels = label_lesions(lesions, spacing, 0.0)
+    voxel_mm3 = float(np.prod(spacing))
+    out, skipped = [], 0
     for k in range(1, int(labels.max()) + 1):
         own = labels == k
+        if own.sum() * voxel_mm3 < MIN_VOLUME_MM3:
+            skipped += 1
+            continue
         zz, yy, xx = np.nonzero(own)
-        box = [slice(int(zz.min()), int(zz.max()) + 1)]
-        for axis, idx in ((1, yy), (2, xx)):
-            extent = (idx.max() - idx.min() + 1) * spacing[axis]
-            half = max(MIN_SIDE_MM, extent + 2 * MARGIN_MM) / 2 / spacing[axis]
-            centre = (idx.min() + idx.max()) / 2
-            box.append(slice(max(int(round(centre - half)), 0),
-                             min(int(round(centre + half)) + 1, lesions.shape[axis])))
-        out.append((own, tuple(box)))
-    return out
+        extent = max((yy.max() - yy.min() + 1) * spacing[1], (xx.max() - xx.min() + 1) * spacing[2])
+        centre = ((yy.min() + yy.max()) / 2, (xx.min() + xx.max()) / 2)
+        square = view_box(centre, spacing[1:], lesions.shape[1:],
+                          max(MIN_SIDE_MM, extent + 2 * MARGIN_MM))
+        out.append((own, (slice(int(zz.min()), int(zz.max()) + 1), *square)))
+    return out, skipped
 
 
 def _write_nifti(array: np.ndarray, series: CTSeries, box: tuple[slice, ...], path: Path) -> None:
@@ -95,8 +99,7 @@ def write_entry_crops(entry: ListedSeries, out_dir: Path, first: int = 1
     series, lesions = load_listed(entry)
     if lesions is None:
         return [], 0
-    found = lesion_boxes(lesions, series.spacing)
-    total = label_count(lesions, series.spacing)
+    found, skipped = lesion_boxes(lesions, series.spacing)
     rows = []
     voxel_mm3 = float(np.prod(series.spacing))
     for k, (own, box) in enumerate(found, start=first):
@@ -107,14 +110,7 @@ def write_entry_crops(entry: ListedSeries, out_dir: Path, first: int = 1
         diameter = (6.0 * own.sum() * voxel_mm3 / np.pi) ** (1.0 / 3.0)
         rows.append({"patient_id": entry.patient, "nodule_id": k,
                      "diameter_mm": round(float(diameter), 2), "Texture_value": ""})
-    return rows, total - len(found)
-
-
-def label_count(lesions: np.ndarray, spacing: tuple[float, float, float]) -> int:
-    """Count the connected lesions of any size (26-connected)."""
-    from pipeline.postprocess import label_lesions
-
-    return int(label_lesions(lesions, spacing, 0.0).max())
+    return rows, skipped
 
 
 def write_crops(entries: list[ListedSeries], out_dir: str | Path) -> dict:

@@ -242,9 +242,12 @@ def evaluate_series(
 def evaluate_loaded_series(
     series, ref: np.ndarray, segmenter_kind: str = "model",
     model_path: str | Path | None = None, threads: int = 2, precision: str = "auto",
-    components_dir: str | Path | None = None,
+    components_dir: str | Path | None = None, engine=None,
 ) -> dict:
     """:func:`evaluate_series` on a loaded series and its reference mask (volume order).
+
+    ``engine``, an engine already open (:func:`engines.create_engine`), is used for the
+    model instead of opening ``model_path``, so that many series share one.
 
     Raises
     ------
@@ -258,12 +261,12 @@ def evaluate_loaded_series(
     if ref.shape != hu.shape:
         raise ValueError(f"reference shape {ref.shape} != series shape {hu.shape}")
     lungs = fast_lung_mask(hu, series.spacing)
-    prob, pred, min_volume, shape_limits, engine = _series_prediction(
-        segmenter_kind, hu, series, lungs, model_path, threads, precision)
+    prob, pred, min_volume, shape_limits, described = _series_prediction(
+        segmenter_kind, hu, series, lungs, model_path, threads, precision, engine)
     ungated = label_lesions(pred, series.spacing, min_volume)
     gated = drop_implausible(ungated, series.spacing, shape_limits)
     post = gated > 0
-    out = {"segmenter": segmenter_kind, "engine": engine, "n_slices": int(hu.shape[0]),
+    out = {"segmenter": segmenter_kind, "engine": described, "n_slices": int(hu.shape[0]),
            "shape_limits": dict(shape_limits),
            "dropped_by_shape": int(ungated.max()) - int(gated.max())}
     out.update(voxel_metrics(prob, post, ref))
@@ -277,7 +280,7 @@ def evaluate_loaded_series(
     return out
 
 
-def _series_prediction(kind, hu, series, lungs, model_path, threads, precision):
+def _series_prediction(kind, hu, series, lungs, model_path, threads, precision, engine=None):
     from pipeline import baseline
     from pipeline.inference import segment_with_engine
     from pipeline.preprocess import bounding_box
@@ -288,9 +291,13 @@ def _series_prediction(kind, hu, series, lungs, model_path, threads, precision):
         return pred.astype(np.float32), pred, baseline.BaselineParams().min_volume_mm3, {}, kind
     if kind != "model":
         raise ValueError(f"segmenter_kind must be model, threshold or kmeans, got {kind!r}")
+    from contextlib import nullcontext
+
     from engines import create_engine
 
-    with create_engine("onnx", model_path, threads=threads, precision=precision) as engine:
+    opened = (nullcontext(engine) if engine is not None
+              else create_engine("onnx", model_path, threads=threads, precision=precision))
+    with opened as engine:
         pred = segment_with_engine(hu, series.spacing, series.z_positions_mm, engine,
                                    lungs=lungs)
         box = bounding_box(lungs, (0, 8, 8))

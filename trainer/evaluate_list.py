@@ -41,16 +41,22 @@ def evaluate_series_list(
         As :func:`trainer.series_list.load_listed` and
         :func:`trainer.evaluate.evaluate_loaded_series`.
     """
-    rows, engine = [], segmenter_kind
-    for entry in tqdm(entries, desc="series", mininterval=5):
-        series, lesions = load_listed(entry)
-        ref = lesions if lesions is not None else np.zeros(series.hu.shape, dtype=bool)
-        result = evaluate_loaded_series(series, ref, segmenter_kind, model_path, threads,
-                                        precision)
-        engine = result["engine"]
-        rows.append({"name": entry.name, "patient": entry.patient,
-                     "lesion_free": lesions is None, **{k: result[k] for k in ROW_KEYS}})
-    return {"segmenter": segmenter_kind, "engine": engine, "series": rows,
+    from contextlib import nullcontext
+
+    from engines import create_engine
+
+    rows, described = [], segmenter_kind
+    opened = (create_engine("onnx", model_path, threads=threads, precision=precision)
+              if segmenter_kind == "model" else nullcontext())
+    with opened as engine:  # one model load for every series
+        for entry in tqdm(entries, desc="series", mininterval=5):
+            series, lesions = load_listed(entry)
+            ref = lesions if lesions is not None else np.zeros(series.hu.shape, dtype=bool)
+            result = evaluate_loaded_series(series, ref, segmenter_kind, engine=engine)
+            described = result["engine"]
+            rows.append({"name": entry.name, "patient": entry.patient,
+                         "lesion_free": lesions is None, **{k: result[k] for k in ROW_KEYS}})
+    return {"segmenter": segmenter_kind, "engine": described, "series": rows,
             "pooled": pool(rows)}
 
 

@@ -82,10 +82,24 @@ def negative_centres(
     """
     uids = [str(d.SOPInstanceUID) for d in series.datasets]
     marked = marks_box_mask(marks, uids, series.z_positions_mm, series.hu.shape)
-    excluded = dilate(marked, series.spacing, EXCLUDE_MM)
+    return centres_away_from(series, marked, lungs)
+
+
+def centres_away_from(
+    series: CTSeries, marked: np.ndarray | None, lungs: np.ndarray | None = None
+) -> np.ndarray:
+    """Return where lesion-free windows may be centred, given what must stay out.
+
+    The lung (``lungs`` when the caller has it, computed otherwise) grown by
+    :data:`LUNG_MARGIN_MM`, less ``marked`` grown by :data:`EXCLUDE_MM`; nothing is left
+    out when ``marked`` is None.
+    """
     if lungs is None:
         lungs = fast_lung_mask(series.hu, series.spacing)
-    return dilate(lungs, series.spacing, LUNG_MARGIN_MM) & ~excluded
+    allowed = dilate(lungs, series.spacing, LUNG_MARGIN_MM)
+    if marked is None:
+        return allowed
+    return allowed & ~dilate(marked, series.spacing, EXCLUDE_MM)
 
 
 def reader_xml(folder: str | Path) -> Path:

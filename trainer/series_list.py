@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.lungs import dilate, fast_lung_mask
 from pipeline.series import CTSeries, load_series_dir
 from trainer.data import PATIENT_RE, read_reference_mask
-from trainer.negatives import EXCLUDE_MM, LUNG_MARGIN_MM
+from trainer.negatives import centres_away_from
 
 
 @dataclass(frozen=True)
@@ -179,8 +178,7 @@ def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:
     -------
     series : CTSeries
     centres : ndarray
-        Boolean ``(z, y, x)``: the lung grown by :data:`LUNG_MARGIN_MM`, minus the lesion
-        mask grown by :data:`EXCLUDE_MM`.
+        Boolean ``(z, y, x)``: :func:`trainer.negatives.centres_away_from` the lesion mask.
 
     Raises
     ------
@@ -188,7 +186,4 @@ def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:
         As :func:`load_listed`.
     """
     series, lesions = load_listed(entry)
-    allowed = dilate(fast_lung_mask(series.hu, series.spacing), series.spacing, LUNG_MARGIN_MM)
-    if lesions is None:
-        return series, allowed
-    return series, allowed & ~dilate(lesions, series.spacing, EXCLUDE_MM)
+    return series, centres_away_from(series, lesions)
