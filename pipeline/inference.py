@@ -8,6 +8,7 @@ import numpy as np
 
 from engines.base import Engine
 from engines.spec import ModelSpec
+from pipeline.lungfield import lung_field
 from pipeline.lungs import dilated_box, dilated_slices, fast_lung_mask, gate
 from pipeline.postprocess import keep_mostly_inside
 from pipeline.streaming import iter_model_inputs, restore_mask
@@ -69,15 +70,16 @@ def segment_with_predictor(
     lung_margin_mm: float = 5.0,
     min_lung_fraction: float = 0.5,
 ) -> np.ndarray:
-    """Segment lesions: lung crop, model input, batched prediction, threshold, lung gate.
+    """Segment lesions: lung field crop, model input, batched prediction, threshold, gate.
 
-    Slices without lung are not sent to the model; the in-plane crop is the lung bounding
-    box. The input is built and the output thresholded batch by batch
-    (:mod:`pipeline.streaming`), so no float volume of the whole region is held. Voxels
-    above ``spec.threshold`` count as lesion only inside the lung mask dilated by
-    ``lung_margin_mm`` (juxtapleural lesions sit at its border), and a connected lesion is
-    kept only when at least ``min_lung_fraction`` of it lies in the lung mask itself (the
-    mask's closing includes nodules; findings along the heart or mediastinum do not).
+    The search region is the lung field (:func:`pipeline.lungfield.lung_field`: each
+    lung's outline with its concavities filled, so that masses against the chest wall, the
+    spine or the mediastinum and the hila are inside it). Slices outside the field are not
+    sent to the model; the in-plane crop is the field's bounding box. The input is built and
+    the output thresholded batch by batch (:mod:`pipeline.streaming`), so no float volume
+    of the whole region is held. Voxels above ``spec.threshold`` count as lesion only
+    inside the field dilated by ``lung_margin_mm``, and a connected lesion is kept only
+    when at least ``min_lung_fraction`` of it lies in the field itself.
 
     Parameters
     ----------
@@ -96,9 +98,9 @@ def segment_with_predictor(
     lungs : ndarray, optional
         Precomputed boolean lung mask.
     lung_margin_mm : float
-        Dilation of the lung mask used as gate.
+        Dilation of the lung field used as gate.
     min_lung_fraction : float
-        Smallest fraction of a connected lesion inside the (undilated) lung mask.
+        Smallest fraction of a connected lesion inside the (undilated) lung field.
 
     Returns
     -------
@@ -117,15 +119,16 @@ def segment_with_predictor(
         raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
     if not lungs.any():
         return np.zeros(hu.shape, dtype=bool)
-    box = dilated_box(lungs, spacing, lung_margin_mm)
+    field = lung_field(lungs, spacing)
+    box = dilated_box(field, spacing, lung_margin_mm)
     found = np.zeros(hu.shape, dtype=bool)
-    for run in _runs(dilated_slices(lungs, spacing, lung_margin_mm)):
+    for run in _runs(dilated_slices(field, spacing, lung_margin_mm)):
         roi = (slice(int(run[0]), int(run[-1]) + 1), box[1], box[2])
         for model_input in iter_model_inputs(hu, spacing, z_positions_mm, spec, roi, batch_size):
             prob = predict_batched(model_input.batch, predictor, batch_size)
             found[model_input.roi] = restore_mask(prob, model_input, spec.threshold)
-    found = gate(found, lungs, spacing, lung_margin_mm)
-    return keep_mostly_inside(found, lungs, min_lung_fraction)
+    found = gate(found, field, spacing, lung_margin_mm)
+    return keep_mostly_inside(found, field, min_lung_fraction)
 
 
 def _runs(indices: np.ndarray) -> list[np.ndarray]:

@@ -13,10 +13,15 @@ import numpy as np
 import SimpleITK as sitk
 
 from engines.spec import ModelSpec
+from pipeline.lungfield import convex_fill
 from pipeline.morphology import binary_closing, binary_opening, fill_holes
 
 LUNG_AIR_HU = -320.0
 """Voxels below this HU inside the body are candidate lung (air-filled) tissue."""
+
+CUT_LUNG_MIN_INSIDE = 0.9
+"""Share of an air component touching the image border that must lie inside the body's
+outline for it to count as lung cut open by the field of view (:func:`cut_lung`)."""
 
 
 def hu_to_unit(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -105,6 +110,8 @@ def lung_mask(
         raise ValueError(f"hu must be a (z, y, x) volume, got shape {hu.shape}")
     body = body_mask(hu, spacing)
     air = (hu < LUNG_AIR_HU) & body
+    hull = slice_hulls(body)
+    air |= cut_lung(hu < LUNG_AIR_HU, hull, spacing)
     if not air.any():
         return air
     opened = binary_opening(air, _radius(spacing, 1.0))
@@ -118,8 +125,55 @@ def lung_mask(
     closed = binary_closing(lungs_array, _radius(spacing, closing_mm))
     out = np.zeros(hu.shape, dtype=bool)
     out[box] = fill_holes(closed, per_slice=True)
-    out &= body
+    out &= hull
     return out
+
+
+def slice_hulls(mask: np.ndarray) -> np.ndarray:
+    """Return the filled convex hull of ``mask`` in every ``(y, x)`` slice."""
+    out = mask.astype(bool)
+    for z in np.flatnonzero(out.any(axis=(1, 2))):
+        out[z] = convex_fill(out[z])
+    return out
+
+
+def cut_lung(
+    air: np.ndarray, body_hull: np.ndarray, spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """Return lung that a cropped field of view cut open to the image border.
+
+    Where the reconstruction field of view cuts through a lung, that lung touches the image
+    border, is no hole of the body and so is missing from ``air & body``. Such air lies
+    inside the body's outline (its per-slice convex hull), while the air around the patient
+    lies mostly outside it (only the air in the outline's concavities is inside).
+
+    Parameters
+    ----------
+    air : ndarray
+        Boolean ``(z, y, x)`` low-density mask of the whole image.
+    body_hull : ndarray
+        Per-slice convex hull of the body (:func:`slice_hulls`).
+    spacing : tuple of float
+        ``(z, y, x)`` spacing in mm.
+
+    Returns
+    -------
+    ndarray
+        Boolean mask of the 3-D components of ``air`` that touch the image border in-plane
+        and lie at least ``CUT_LUNG_MIN_INSIDE`` inside ``body_hull``.
+    """
+    border = np.zeros(air.shape, dtype=bool)
+    border[:, [0, -1], :] = True
+    border[:, :, [0, -1]] = True
+    if not (air & border).any():
+        return np.zeros(air.shape, dtype=bool)
+    labels = sitk.ConnectedComponent(_to_image(air.astype(np.uint8), spacing))
+    array = sitk.GetArrayViewFromImage(labels)
+    touching = np.unique(array[border & air])
+    stats = sitk.LabelStatisticsImageFilter()
+    stats.Execute(_to_image(body_hull.astype(np.uint8), spacing), labels)
+    keep = [k for k in touching if k and stats.GetMean(int(k)) >= CUT_LUNG_MIN_INSIDE]
+    return np.isin(array, keep) & body_hull if keep else np.zeros(air.shape, dtype=bool)
 
 
 def _radius(spacing: tuple[float, float, float], mm: float) -> tuple[int, int, int]:

@@ -16,6 +16,13 @@ Shape measures, on the physical grid:
 each on the component with its holes filled slice by slice (a cavitary or necrotic lesion
 whose centre the model leaves out keeps the shape of its outline).
 
+The limits come from nodules, so two measures are not judged where nodules say nothing:
+roundness of a mass (equivalent diameter of ``MASS_DIAMETER_MM`` or more: a lobulated or
+spiculated tumour of several centimetres is less round than any training nodule), and
+flatness and roundness of a component on at most ``THIN_COMPONENT_SLICES`` slices of
+``THICK_SLICE_MM`` or more (there the slice thickness, not the lesion, sets the smallest
+extent and so both measures); elongation, in-plane for such a component, is still judged.
+
 The moments count each voxel as a solid box (its own variance, spacing^2 / 12 per axis, is
 added). SimpleITK's moments treat voxels as points, so a component one slice thick has a
 zero smallest moment and its flatness comes out as 0 or as a huge number from rounding;
@@ -42,6 +49,23 @@ class ComponentShape:
     elongation: float
     flatness: float
     roundness: float
+    thickness_limited: bool = False
+    """True when the component lies on few thick slices (judged on elongation only)."""
+
+    @property
+    def diameter_mm(self) -> float:
+        """Diameter of the sphere of the same volume."""
+        return float(np.cbrt(6.0 * self.volume_mm3 / np.pi))
+
+
+MASS_DIAMETER_MM = 30.0
+"""Lesions of this equivalent diameter or more are masses; their roundness is not judged."""
+
+THICK_SLICE_MM = 3.0
+"""Slices at least this thick (mm) can hide a lesion's true extent along z."""
+
+THIN_COMPONENT_SLICES = 2
+"""A component on this many thick slices or fewer is judged on its elongation only."""
 
 
 def component_shapes(labels: np.ndarray, spacing: Sequence[float]) -> dict[int, ComponentShape]:
@@ -91,8 +115,10 @@ def mask_shape(mask: np.ndarray, spacing: Sequence[float]) -> ComponentShape:
     stats.ComputePerimeterOn()
     stats.Execute(img)
     small, middle, large = _principal_moments(mask, spacing)
+    slices = int(mask.any(axis=(1, 2)).sum())
+    thin = slices <= THIN_COMPONENT_SLICES and float(spacing[0]) >= THICK_SLICE_MM
     return ComponentShape(stats.GetPhysicalSize(1), float(np.sqrt(large / middle)),
-                          float(np.sqrt(middle / small)), stats.GetRoundness(1))
+                          float(np.sqrt(middle / small)), stats.GetRoundness(1), thin)
 
 
 def _principal_moments(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
@@ -152,10 +178,19 @@ def limits_from_shapes(shapes: Sequence[ComponentShape], percent: float) -> dict
 
 
 def is_implausible(shape: ComponentShape, limits: Mapping[str, float]) -> bool:
-    """Return True when ``shape`` lies outside any of ``limits`` (see :func:`drop_implausible`)."""
-    return (shape.elongation > limits.get("max_elongation", np.inf)
-            or shape.flatness > limits.get("max_flatness", np.inf)
-            or shape.roundness < limits.get("min_roundness", -np.inf))
+    """Return True when ``shape`` lies outside any of ``limits`` (see :func:`drop_implausible`).
+
+    Roundness is not judged for masses, nor flatness and roundness for components on a few
+    thick slices (module docstring).
+    """
+    if shape.elongation > limits.get("max_elongation", np.inf):
+        return True
+    if shape.thickness_limited:
+        return False
+    flat = shape.flatness > limits.get("max_flatness", np.inf)
+    ragged = (shape.diameter_mm < MASS_DIAMETER_MM
+              and shape.roundness < limits.get("min_roundness", -np.inf))
+    return flat or ragged
 
 
 def drop_implausible(

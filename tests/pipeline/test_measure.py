@@ -133,3 +133,28 @@ def test_keep_mostly_inside_drops_components_outside_the_region():
         keep_mostly_inside(mask, region[1:], 0.5)
     with pytest.raises(ValueError, match="min_fraction"):
         keep_mostly_inside(mask, region, 1.5)
+
+
+@pytest.mark.slow
+def test_measurements_of_a_necrotic_mass_with_air_on_ibsi_phantom():
+    """The IBSI phantom's 10 cm cancer (reference contour): size, necrosis and air."""
+    from benchmarks.common import series_dir
+    from pipeline.measure import measure_lesions
+    from pipeline.series import load_series_dir
+
+    from .conftest import SHARED
+
+    archive = SHARED / "whole-series" / "IBSI-PHANTOM.tar.xz"
+    mask_path = SHARED / "whole-series" / "IBSI-PHANTOM_lesions.nii.gz"
+    if not archive.is_file():
+        pytest.skip(f"IBSI-PHANTOM not present under {archive.parent}")
+    from trainer.data import read_reference_mask
+
+    series = load_series_dir(series_dir(archive))
+    mask = read_reference_mask(mask_path, series.z_positions_mm, series.hu.shape)
+    (lesion,) = measure_lesions(mask.astype(np.int32), series.hu, series.spacing)
+    assert 350e3 < lesion.volume_mm3 < 365e3  # the phantom's GTV: 359 cm3
+    assert 95.0 < lesion.long_axis_mm < 115.0 and 85.0 < lesion.short_axis_mm <= lesion.long_axis_mm
+    assert 0.15 < lesion.necrotic_fraction < 0.40  # fluid-like centre
+    assert 0.03 < lesion.cavitary_fraction < 0.15  # aerated tissue at its back
+    assert -100.0 < lesion.mean_hu < 20.0

@@ -119,3 +119,40 @@ def test_a_cavity_does_not_change_the_shape():
     shapes = component_shapes(shell.astype(np.uint16), SPACING)
     assert shapes[1] == component_shapes(solid.astype(np.uint16), SPACING)[1]
     assert shapes[1].roundness > 0.85
+
+
+def _lobulated_mass(shape=(24, 90, 90), spacing=(2.5, 1.0, 1.0)):
+    """A 4-5 cm mass: a ball with six lobes and a ragged surface."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    zc, yc, xc = shape[0] / 2, shape[1] / 2, shape[2] / 2
+    mask = ((z - zc) * spacing[0]) ** 2 + (y - yc) ** 2 + (x - xc) ** 2 <= 18**2
+    for angle in np.linspace(0, 2 * np.pi, 7)[:-1]:
+        cy, cx = yc + 20 * np.sin(angle), xc + 20 * np.cos(angle)
+        mask |= ((z - zc) * spacing[0]) ** 2 + (y - cy) ** 2 + (x - cx) ** 2 <= 10**2
+    return mask & (rng.random(shape) > 0.35) | _ball(shape, (12, 45, 45), 14)
+
+
+def test_gate_keeps_a_mass_less_round_than_any_nodule():
+    spacing = (2.5, 1.0, 1.0)
+    mask = _lobulated_mass(spacing=spacing)
+    labels = label_lesions(mask, spacing, min_volume_mm3=5.0)
+    shape = component_shapes(labels, spacing)[1]
+    assert shape.diameter_mm >= 30.0
+    limits = {**LIMITS, "min_roundness": shape.roundness + 0.05}  # nodules rounder than it
+    assert not is_implausible(shape, limits)
+    assert drop_implausible(labels, spacing, limits).max() == 1
+    small = ComponentShape(1000.0, 1.2, 1.3, shape.roundness)  # 12 mm, same roundness
+    assert is_implausible(small, limits)
+
+
+@pytest.mark.parametrize(("slice_mm", "kept"), [(5.0, True), (1.0, False)])
+def test_one_slice_lesion_is_kept_only_on_thick_slices(slice_mm, kept):
+    spacing = (slice_mm, 0.7, 0.7)
+    mask = np.zeros((5, 60, 60), dtype=bool)
+    mask[2] = _ball((1, 60, 60), (0, 30, 30), 14)[0]  # 20 mm across, one slice
+    labels = label_lesions(mask, spacing, min_volume_mm3=5.0)
+    shape = component_shapes(labels, spacing)[1]
+    assert shape.flatness > LIMITS["max_flatness"]
+    assert shape.thickness_limited is (slice_mm >= 3.0)
+    assert bool(drop_implausible(labels, spacing, LIMITS).max() == 1) is kept
