@@ -27,6 +27,10 @@ def check_shape_limits(limits: dict[str, float]) -> None:
         raise ValueError(f"shape_limits must be positive numbers, got {bad!r}")
 
 
+SEARCH_REGIONS = ("lung", "field")
+"""Search regions a sidecar may declare (:attr:`ModelSpec.search_region`)."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Input/output contract of an exported segmentation model.
@@ -53,6 +57,12 @@ class ModelSpec:
     shape_limits : dict
         Components shaped outside these limits are discarded (keys of
         :data:`SHAPE_LIMIT_KEYS`, see :mod:`pipeline.shape`); empty: no shape gate.
+    search_region : {'lung', 'field'}
+        Where the pipeline looks for lesions: ``'lung'``, the aerated lung grown by 5 mm;
+        ``'field'``, each lung's outline with its concavities filled
+        (:mod:`pipeline.lungfield`), which also holds masses against the chest wall, the
+        spine and the mediastinum. A model's false positives are measured in the region it
+        declares; sidecars without the key are ``'lung'``.
     extra : dict
         Free-form provenance: training data, split, metrics, anomaly-score statistics.
     """
@@ -67,6 +77,7 @@ class ModelSpec:
     threshold: float = 0.5
     min_lesion_volume_mm3: float = 10.0
     shape_limits: dict[str, float] = field(default_factory=dict)
+    search_region: str = "lung"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +95,10 @@ class ModelSpec:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         check_shape_limits(self.shape_limits)
+        if self.search_region not in SEARCH_REGIONS:
+            raise ValueError(
+                f"search_region must be one of {SEARCH_REGIONS}, got {self.search_region!r}"
+            )
 
     @property
     def in_channels(self) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engines.base import Engine
-from engines.spec import ModelSpec
+from engines.spec import SEARCH_REGIONS, ModelSpec
 from pipeline.lungfield import lung_field
 from pipeline.lungs import dilated_box, dilated_slices, fast_lung_mask, gate
 from pipeline.postprocess import keep_mostly_inside
@@ -69,12 +69,14 @@ def segment_with_predictor(
     lungs: np.ndarray | None = None,
     lung_margin_mm: float = 5.0,
     min_lung_fraction: float = 0.5,
+    search_region: str = "lung",
 ) -> np.ndarray:
-    """Segment lesions: lung field crop, model input, batched prediction, threshold, gate.
+    """Segment lesions: search-region crop, model input, batched prediction, threshold, gate.
 
-    The search region is the lung field (:func:`pipeline.lungfield.lung_field`: each
-    lung's outline with its concavities filled, so that masses against the chest wall, the
-    spine or the mediastinum and the hila are inside it). Slices outside the field are not
+    The search region is the lung mask or, with ``search_region='field'``, the lung field
+    (:func:`pipeline.lungfield.lung_field`: each lung's outline with its concavities filled,
+    so that masses against the chest wall, the spine or the mediastinum and the hila are
+    inside it); below, "field" means either. Slices outside the field are not
     sent to the model; the in-plane crop is the field's bounding box. The input is built and
     the output thresholded batch by batch (:mod:`pipeline.streaming`), so no float volume
     of the whole region is held. Voxels above ``spec.threshold`` count as lesion only
@@ -101,6 +103,8 @@ def segment_with_predictor(
         Dilation of the lung field used as gate.
     min_lung_fraction : float
         Smallest fraction of a connected lesion inside the (undilated) lung field.
+    search_region : {'lung', 'field'}
+        See above (:attr:`engines.spec.ModelSpec.search_region`).
 
     Returns
     -------
@@ -110,16 +114,18 @@ def segment_with_predictor(
     Raises
     ------
     ValueError
-        If the shapes do not agree or ``batch_size`` < 1.
+        If the shapes do not agree, ``batch_size`` < 1 or ``search_region`` is unknown.
     """
     if hu.ndim != 3:
         raise ValueError(f"hu must be a (z, y, x) volume, got shape {hu.shape}")
     lungs = fast_lung_mask(hu, spacing) if lungs is None else lungs.astype(bool, copy=False)
     if lungs.shape != hu.shape:
         raise ValueError(f"lungs shape {lungs.shape} differs from hu shape {hu.shape}")
+    if search_region not in SEARCH_REGIONS:
+        raise ValueError(f"search_region must be one of {SEARCH_REGIONS}, got {search_region!r}")
     if not lungs.any():
         return np.zeros(hu.shape, dtype=bool)
-    field = lung_field(lungs, spacing)
+    field = lung_field(lungs, spacing) if search_region == "field" else lungs
     box = dilated_box(field, spacing, lung_margin_mm)
     found = np.zeros(hu.shape, dtype=bool)
     for run in _runs(dilated_slices(field, spacing, lung_margin_mm)):
@@ -146,8 +152,11 @@ def segment_with_engine(
     engine: Engine,
     batch_size: int = 8,
     lungs: np.ndarray | None = None,
+    search_region: str | None = None,
 ) -> np.ndarray:
     """Run :func:`segment_with_predictor` with an :class:`engines.Engine`.
+
+    ``search_region`` None takes the model's own (its sidecar's ``search_region``).
 
     Raises
     ------
@@ -155,5 +164,6 @@ def segment_with_engine(
         As :func:`segment_with_predictor`.
     """
     return segment_with_predictor(
-        hu, spacing, z_positions_mm, engine.spec, engine.infer, batch_size, lungs
+        hu, spacing, z_positions_mm, engine.spec, engine.infer, batch_size, lungs,
+        search_region=search_region or engine.spec.search_region,
     )

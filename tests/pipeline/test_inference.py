@@ -74,3 +74,28 @@ def test_segment_without_lung_sends_nothing_to_the_model():
 
     mask = segment_with_predictor(hu, (2.5, 0.7, 0.7), np.arange(12) * 2.5, SPEC, predictor)
     assert not mask.any()
+
+
+def test_search_region_field_finds_a_mass_against_the_chest_wall():
+    from .test_lungfield import SPACING as CHEST_SPACING
+    from .test_lungfield import _chest
+
+    hu, mass = _chest()
+    z = np.arange(hu.shape[0]) * CHEST_SPACING[0]
+    mass_unit = (30.0 + 1000.0) / 1400.0  # the mass is 30 HU, the rest of the body 40 HU
+
+    def mass_predictor(batch):
+        return (np.abs(batch[:, 1:2] - mass_unit) < 0.003).astype(np.float32)
+
+    found = {
+        region: segment_with_predictor(hu, CHEST_SPACING, z, SPEC, mass_predictor,
+                                       search_region=region)
+        for region in ("lung", "field")
+    }
+    assert found["lung"][mass].mean() < 0.5
+    assert found["field"][mass].mean() > 0.9
+    assert not found["field"][~mass].sum() > 0.1 * mass.sum()
+    with pytest.raises(ValueError, match="search_region"):
+        segment_with_predictor(hu, CHEST_SPACING, z, SPEC, mass_predictor, search_region="body")
+    with pytest.raises(ValueError, match="search_region"):
+        ModelSpec(**{**SPEC.__dict__, "search_region": "body"})
