@@ -95,7 +95,10 @@ def _row_spans(hull: np.ndarray, first: int, last: int) -> tuple[np.ndarray, np.
 
 
 def lung_field(
-    lungs: np.ndarray, spacing: tuple[float, float, float], z_reach_mm: float = FIELD_Z_REACH_MM
+    lungs: np.ndarray,
+    spacing: tuple[float, float, float],
+    z_reach_mm: float = FIELD_Z_REACH_MM,
+    factor: int = 2,
 ) -> np.ndarray:
     """Return the search field: per slice, the filled convex hull of each lung.
 
@@ -111,6 +114,10 @@ def lung_field(
         ``(z, y, x)`` spacing in mm.
     z_reach_mm : float
         How far along z the lung of neighbouring slices enters a slice's hull (>= 0).
+    factor : int
+        The hulls are filled on every ``factor``-th row and column (as
+        :func:`pipeline.lungs.fast_lung_mask` computes the lung mask) and each coarse pixel
+        covers a ``factor`` x ``factor`` block of the result.
 
     Returns
     -------
@@ -120,20 +127,25 @@ def lung_field(
     Raises
     ------
     ValueError
-        If ``lungs`` is not 3-D or ``z_reach_mm`` is negative.
+        If ``lungs`` is not 3-D, ``z_reach_mm`` is negative or ``factor`` < 1.
     """
     if lungs.ndim != 3:
         raise ValueError(f"lungs must be a (z, y, x) volume, got shape {lungs.shape}")
     if z_reach_mm < 0:
         raise ValueError(f"z_reach_mm must be >= 0, got {z_reach_mm!r}")
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor!r}")
     out = lungs.astype(bool)
     if not out.any():
         return out
-    max_width = max(1, int(round(SINGLE_LUNG_MAX_WIDTH_MM / float(spacing[2]))))
+    coarse = out[:, ::factor, ::factor]
+    hulls = np.zeros(coarse.shape, dtype=bool)
+    max_width = max(1, int(round(SINGLE_LUNG_MAX_WIDTH_MM / (float(spacing[2]) * factor))))
     reach = int(round(z_reach_mm / float(spacing[0])))
-    for z, box, component in _slice_components(dilate_axis(out, 0, reach)):
-        out[z][box] |= _fill_component(component, max_width)
-    return out
+    for z, box, component in _slice_components(dilate_axis(coarse, 0, reach)):
+        hulls[z][box] |= _fill_component(component, max_width)
+    fine = np.repeat(np.repeat(hulls, factor, axis=1), factor, axis=2)
+    return out | fine[:, : out.shape[1], : out.shape[2]]
 
 
 def _slice_components(mask: np.ndarray):
