@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from trainer.data import read_crop
-from trainer.evaluate import SIZE_BINS, select_records
-from trainer.metrics import overlap_metrics
+from trainer.data.datasets import read_crop
+from trainer.evaluation.evaluate import SIZE_BINS, select_records
+from trainer.evaluation.metrics import overlap_metrics
 
 
 def shifted_dice(mask: np.ndarray) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Benchmark: CPU speed of U-Net decoder designs, and where a U-Net's CPU time goes.
 
-Builds each architecture of ``trainer.models.UNet`` with random weights (speed does not
+Builds each architecture of ``trainer.nn.models.UNet`` with random weights (speed does not
 depend on the weights), exports it to ONNX, quantises it to int8 on real CT, and times both
 files with the onnx engine on the lung-cropped central slices of a real series, prepared as the
 pipeline does. ONNX Runtime's profiler attributes each node's time to its output's
@@ -45,8 +45,8 @@ def export_variant(decoder: str, base: int, folder: Path) -> tuple[Path, int, fl
 
     from engines.spec import write_spec
     from trainer.config import build_config, spec_from_config
-    from trainer.export import count_flops_256, export_onnx
-    from trainer.models import ProbabilityModel, build_model
+    from trainer.export.exporter import count_flops_256, export_onnx
+    from trainer.nn.models import ProbabilityModel, build_model
 
     torch.manual_seed(0)
     cfg = build_config({"base_width": base, "decoder": decoder})

@@ -75,7 +75,7 @@ PYEOF
 
 [ "$DEVICE" = cuda ] || exit 0
 export_model() {  # checkpoint, target .onnx
-  "$PY" -c "from trainer.export import export_checkpoint; import sys; \
+  "$PY" -c "from trainer.export.exporter import export_checkpoint; import sys; \
 export_checkpoint(sys.argv[1], sys.argv[2])" "$1" "$2" > /dev/null 2>&1
 }
 check() {  # name, model

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from trainer.config import TrainConfig
-from trainer.export import export_onnx, load_for_export
+from trainer.export.exporter import export_onnx, load_for_export
 
 
 class ReconstructionError(nn.Module):
@@ -33,8 +33,8 @@ class ReconstructionError(nn.Module):
 
 def validation_patches(cfg: TrainConfig, n: int = 512, seed: int = 7) -> np.ndarray:
     """Draw ``n`` patches (crops and negatives) of the validation patients from the cache."""
-    from trainer.data import patient_split
-    from trainer.patches import PatchCache, PatchSampler
+    from trainer.data.datasets import patient_split
+    from trainer.data.patches import PatchCache, PatchSampler
 
     cache = PatchCache(cfg.cache)
     patients = sorted({cache.meta[i]["patient"] for i in cache.entries()})

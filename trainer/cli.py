@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
         _add_config(sub.add_parser(name, help=text))
     cr = sub.add_parser("crops", help="cut the lesions of whole series (a series list, "
-                        "trainer/series_list.py) into the crop layout")
+                        "trainer/data/series_list.py) into the crop layout")
     cr.add_argument("--list", required=True, help="series list (JSON)")
     cr.add_argument("--out", required=True, help="new crop folder (image/, nodule_mask/, "
                     "nodules.csv)")
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--patients", help="JSON list or comma list restricting the crops")
     ev.add_argument("--series", help="DICOM series folder")
     ev.add_argument("--list", dest="series_list",
-                    help="series list (JSON, trainer/series_list.py): every series, pooled")
+                    help="series list (JSON, trainer/data/series_list.py): every series, pooled")
     ev.add_argument("--mask", help="reference mask (NIfTI) on the series grid")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -112,15 +112,15 @@ def _patients(text: str | None) -> list[str] | None:
 
 
 def _evaluate(args) -> dict:
-    from trainer import evaluate as ev
+    from trainer.evaluation import evaluate as ev
 
     if sum(map(bool, (args.vois, args.series, args.series_list))) != 1:
         raise ValueError("evaluate needs exactly one of --vois, --series (with --mask) or --list")
     if (args.mask or args.components) and not args.series:
         raise ValueError("--mask and --components need --series")
     if args.series_list:
-        from trainer.evaluate_list import evaluate_series_list
-        from trainer.series_list import read_series_list
+        from trainer.data.series_list import read_series_list
+        from trainer.evaluation.evaluate_list import evaluate_series_list
 
         return evaluate_series_list(read_series_list(args.series_list),
                                     args.baseline or "model", args.model, args.threads,
@@ -144,7 +144,7 @@ def _evaluate(args) -> dict:
 
 
 def _shape_limits(args) -> None:
-    from trainer import shape_limits as sl
+    from trainer.evaluation import shape_limits as sl
 
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"model {args.model} does not exist")
@@ -156,7 +156,7 @@ def _shape_limits(args) -> None:
 
 
 def _study(args) -> None:
-    from trainer import study
+    from trainer.evaluation import study
 
     cfg = _config(args)
     root = Path(args.root)
@@ -165,7 +165,7 @@ def _study(args) -> None:
         study.train_stage(args.config, args.overrides, root, fractions, args.pretrain_steps,
                           args.finetune_steps, args.jobs, args.deadline_s)
     if args.stage in ("report", "all"):
-        from trainer.report import write_report
+        from trainer.evaluation.report import write_report
 
         write_report(cfg, root, fractions, Path(args.results))
 
@@ -173,18 +173,18 @@ def _study(args) -> None:
 def run(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = _parser().parse_args(argv)
-    from trainer import train
+    from trainer.train import loop as train
 
     commands = {"pretrain-vae": train.pretrain_vae, "finetune": train.finetune,
                 "pretrain-contrastive": train.pretrain_contrastive,
                 "pretrain-restore": train.pretrain_restore}
     if args.command == "crops":
-        from trainer.crops import write_crops
-        from trainer.series_list import read_series_list
+        from trainer.data.crops import write_crops
+        from trainer.data.series_list import read_series_list
 
         print(json.dumps(write_crops(read_series_list(args.list), args.out)))
     elif args.command == "cache":
-        from trainer.cache import build_cache
+        from trainer.data.cache import build_cache
 
         print(build_cache(_config(args)))
     elif args.command in commands:
@@ -202,12 +202,12 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "shape-limits":
         _shape_limits(args)
     elif args.command == "export":
-        from trainer.export import export_checkpoint
+        from trainer.export.exporter import export_checkpoint
 
         extra = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
         if args.vae:
             from trainer.anomaly import export_anomaly
-            from trainer.checkpoint import model_from_checkpoint
+            from trainer.train.checkpoint import model_from_checkpoint
 
             out = Path(args.out)
             cfg = model_from_checkpoint(args.checkpoint[0])[1]

@@ -12,12 +12,12 @@ from engines.spec import ModelSpec
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trainer.augment import AugmentParams
+    from trainer.data.augment import AugmentParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
-"""U-Net decoders of :class:`trainer.models.UNet`."""
+"""U-Net decoders of :class:`trainer.nn.models.UNet`."""
 DICE_MODES = ("batch", "sample")
 """Soft Dice of fine-tuning: pooled over the batch, or averaged over the lesion patches."""
 INIT_SCOPES = ("encoder", "unet")
@@ -53,7 +53,7 @@ class TrainConfig:
     base_width, levels, max_width : int
         U-Net width at full resolution, number of downsamplings, channel cap.
     decoder : {'concat', 'additive'}
-        U-Net decoder (:class:`trainer.models.UNet`); ``additive`` is cheaper on a CPU.
+        U-Net decoder (:class:`trainer.nn.models.UNet`); ``additive`` is cheaper on a CPU.
     latent_channels, beta : int, float
         VAE latent channels and KL weight.
     proj_dim, temperature : int, float
@@ -75,7 +75,7 @@ class TrainConfig:
     negative_islands : float
         Share of the negative patches that are lesion-free lung of a ``negative_series``
         cut to a random crop's size and placed in air as crops are, so an island of lung in
-        air is no cue to a lesion (:class:`trainer.patches.PatchSampler`).
+        air is no cue to a lesion (:class:`trainer.data.patches.PatchSampler`).
     crop_canvas : {'air', 'reflect', 'lung', 'air+lung'}
         What surrounds a crop in its training patch: air, the crop mirrored at its edges
         (lung texture continues, so the crop's border is no cue), a lesion-free lung window
@@ -83,12 +83,12 @@ class TrainConfig:
     negative_series : str
         Comma-separated folders of whole LIDC series (DICOM plus reader XML) whose lung,
         less every reader's mark, gives lesion-free negative windows
-        (:mod:`trainer.negatives`); empty for none. Those patients' whole series are then
+        (:mod:`trainer.data.negatives`); empty for none. Those patients' whole series are then
         no longer unseen: evaluate on the others.
     negative_list : str
         JSON file listing whole CT series of any source for lesion-free negative windows,
         each with a mask of its lesions or declared lesion-free
-        (:mod:`trainer.series_list`); empty for none.
+        (:mod:`trainer.data.series_list`); empty for none.
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -104,7 +104,7 @@ class TrainConfig:
     aug_gamma, aug_kernel : float
         Largest ``|log gamma|`` of a random intensity curve, and largest blur-or-sharpen
         amount standing in for other reconstruction kernels
-        (:class:`trainer.augment.AugmentParams`); 0 for none, as every shipped model.
+        (:class:`trainer.data.augment.AugmentParams`); 0 for none, as every shipped model.
     vae_augment_prob, vae_checkpoint
         Probability of replacing a fine-tuning image by a VAE re-synthesis, and the VAE used.
     pseudo_labels : str
@@ -223,7 +223,7 @@ class TrainConfig:
 
     def augment_params(self) -> AugmentParams:
         """Return the augmentation ranges of this config."""
-        from trainer.augment import AugmentParams
+        from trainer.data.augment import AugmentParams
 
         return AugmentParams(scale=(self.aug_scale[0], self.aug_scale[1]),
                              contrast=self.aug_contrast, shift=self.aug_shift,

@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 from engines.trt_cache import file_sha256
 from trainer.config import TrainConfig
-from trainer.data import label_subset, patient_split
-from trainer.patches import PatchCache
+from trainer.data.datasets import label_subset, patient_split
+from trainer.data.patches import PatchCache
 
 CANVAS_MARGIN_PX = 8
 """Air kept around a crop on each side when the teacher labels it (6 mm at 0.78 mm)."""
@@ -88,7 +88,7 @@ def write_pseudo_labels(cfg: TrainConfig, teacher: str | Path, out: str | Path) 
         If ``label_fraction`` leaves no training patient unlabelled, or the teacher is not
         a U-Net checkpoint.
     """
-    from trainer.checkpoint import model_from_checkpoint
+    from trainer.train.checkpoint import model_from_checkpoint
 
     torch.set_num_threads(cfg.num_threads)
     cache = PatchCache(cfg.cache)

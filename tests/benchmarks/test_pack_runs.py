@@ -1,9 +1,9 @@
 import torch
 
 from benchmarks.pack_runs import pack, unpack
-from trainer.checkpoint import save_checkpoint
 from trainer.config import build_config
-from trainer.models import build_model
+from trainer.nn.models import build_model
+from trainer.train.checkpoint import save_checkpoint
 
 
 def _run(folder, name: str, seed: int, checkpoint: str):

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from trainer.anomaly import ReconstructionError, export_anomaly, score_statistics
-from trainer.checkpoint import save_checkpoint
 from trainer.config import build_config
-from trainer.models import build_model
+from trainer.nn.models import build_model
+from trainer.train.checkpoint import save_checkpoint
 
 CFG = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
                     "latent_channels": 2})

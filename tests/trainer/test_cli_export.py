@@ -6,7 +6,7 @@ import torch
 
 from trainer.cli import main
 from trainer.config import REPO_ROOT, build_config
-from trainer.models import build_model
+from trainer.nn.models import build_model
 
 TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 
@@ -15,8 +15,8 @@ TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 def test_export_parity_and_sidecar(tmp_path, decoder):
     pytest.importorskip("onnxruntime")
     from engines import create_engine
-    from trainer.checkpoint import save_checkpoint
-    from trainer.export import export_checkpoint
+    from trainer.export.exporter import export_checkpoint
+    from trainer.train.checkpoint import save_checkpoint
 
     cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
                         "decoder": decoder})
@@ -43,7 +43,7 @@ def test_export_parity_and_sidecar(tmp_path, decoder):
 
 
 def _tiny_checkpoint(tmp_path, name: str, seed: int, **overrides):
-    from trainer.checkpoint import save_checkpoint
+    from trainer.train.checkpoint import save_checkpoint
 
     cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
                         "seed": seed, **overrides})
@@ -78,7 +78,7 @@ def test_export_ensemble_is_the_mean_of_its_members(tmp_path):
 
 
 def test_export_ensemble_refuses_members_with_other_inputs(tmp_path):
-    from trainer.export import export_checkpoint
+    from trainer.export.exporter import export_checkpoint
 
     _, ckpt_a = _tiny_checkpoint(tmp_path, "a", 0)
     _, ckpt_b = _tiny_checkpoint(tmp_path, "b", 1, slice_offsets_mm=[0.0])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import ConfigError
-from trainer.cache import _save
 from trainer.config import build_config
-from trainer.patches import PatchCache, PatchSampler, lesion_weight
+from trainer.data.cache import _save
+from trainer.data.patches import PatchCache, PatchSampler, lesion_weight
 
 
 def _cache(tmp_path, textures):

@@ -5,8 +5,8 @@ import pytest
 
 from trainer.cli import main
 from trainer.config import REPO_ROOT, load_config
-from trainer.data import label_subset, patient_split
-from trainer.patches import PatchCache
+from trainer.data.datasets import label_subset, patient_split
+from trainer.data.patches import PatchCache
 from trainer.pseudo import CANVAS_MARGIN_PX, apply_pseudo_labels, in_air_canvas
 
 TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")

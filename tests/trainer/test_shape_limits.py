@@ -67,7 +67,7 @@ def test_bad_percent_is_rejected_and_nothing_is_written(tiny_vois, tmp_path, cap
 def test_reflect_canvas_matches_the_air_canvas_geometry():
     import numpy as np
 
-    from trainer.evaluate import embed_in_air, embed_mirrored
+    from trainer.evaluation.evaluate import embed_in_air, embed_mirrored
 
     hu = np.random.default_rng(0).uniform(-900, 100, (3, 20, 17)).astype(np.float32)
     air, inner_air = embed_in_air(hu, (2.5, 0.7, 0.7), -1000.0)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from trainer.report import findings, results_table
-from trainer.study import SELF_TRAINING, plan_jobs, pseudo_name, run_name
+from trainer.evaluation.report import findings, results_table
+from trainer.evaluation.study import SELF_TRAINING, plan_jobs, pseudo_name, run_name
 
 
 def test_plan_orders_dependencies_and_names():

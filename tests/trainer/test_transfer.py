@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from trainer.config import build_config
-from trainer.models import build_model
-from trainer.transfer import TransferError, transfer_encoder
+from trainer.nn.models import build_model
+from trainer.nn.transfer import TransferError, transfer_encoder
 
 CFG = build_config({"base_width": 4, "levels": 2, "max_width": 16, "size_multiple": 16,
                     "patch_size": 32})
@@ -57,7 +57,7 @@ def test_unknown_decoder_is_rejected():
 
 @pytest.mark.parametrize("decoder", ["concat", "additive"])
 def test_restoration_unet_transfers_all_but_the_head(decoder):
-    from trainer.transfer import initialise
+    from trainer.nn.transfer import initialise
 
     cfg = build_config({**CFG.to_dict(), "decoder": decoder})
     pre, unet = build_model("RestorationUNet", cfg), build_model("UNet", cfg)
@@ -72,7 +72,7 @@ def test_restoration_unet_transfers_all_but_the_head(decoder):
 
 
 def test_unet_scope_refuses_an_encoder_only_checkpoint_and_unknown_scopes():
-    from trainer.transfer import initialise
+    from trainer.nn.transfer import initialise
 
     with pytest.raises(TransferError, match=r"U-Net weights do not match: missing=\['up_blocks"):
         initialise(build_model("UNet", CFG), build_model("VAE", CFG).state_dict(), "unet")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from trainer.config import TrainConfig, build_config
-from trainer.models import build_model
+from trainer.nn.models import build_model
 
 
 def save_checkpoint(
@@ -19,7 +19,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (temporary file, then rename).
 
-    ``rng`` (the run's random-number states, :meth:`trainer.train.Setup.rng_state`) is
+    ``rng`` (the run's random-number states, :meth:`trainer.train.loop.Setup.rng_state`) is
     stored under ``"rng"`` when given, so that a resumed run draws what the uninterrupted
     run would have drawn.
     """

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shape import drop_implausible, is_implausible, largest_component_shape
-from trainer.components import describe_components, render_components
 from trainer.config import CANVASES
-from trainer.data import CropRecord, list_crops, read_crop, read_reference_mask
-from trainer.metrics import lesion_detection, overlap_metrics, voxel_metrics
+from trainer.data.datasets import CropRecord, list_crops, read_crop, read_reference_mask
+from trainer.evaluation.components import describe_components, render_components
+from trainer.evaluation.metrics import lesion_detection, overlap_metrics, voxel_metrics
 
 Segmenter = Callable[[np.ndarray, tuple, np.ndarray], np.ndarray]
 """Maps ``(hu (z, y, x), spacing (z, y, x) mm, z_positions)`` to a boolean lesion mask."""
@@ -108,14 +108,14 @@ def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM, canvas: str = "ai
 
 
 def crop_baseline_segmenter(kind: str) -> Segmenter:
-    """Crop-level baseline (``threshold`` or ``kmeans``, see :mod:`trainer.baselines`).
+    """Crop-level baseline (``threshold`` or ``kmeans``, see :mod:`trainer.evaluation.baselines`).
 
     Raises
     ------
     ValueError
         If ``kind`` is unknown.
     """
-    from trainer import baselines
+    from trainer.evaluation import baselines
 
     funcs = {"threshold": baselines.threshold_crop, "kmeans": baselines.kmeans_crop}
     if kind not in funcs:
@@ -223,7 +223,7 @@ def evaluate_series(
     (:mod:`pipeline.shape`): the product's own path. ``precision`` picks the
     ONNX model file as the engine does (:func:`engines.onnx_engine.select_model_file`).
     The result lists every kept component under ``components``
-    (:func:`trainer.components.describe_components`); with ``components_dir`` a PNG view
+    (:func:`trainer.evaluation.components.describe_components`); with ``components_dir`` a PNG view
     of each is saved there too.
 
     Raises

@@ -18,7 +18,7 @@ it, then fades into the lung over twice the feather, so no crop border shows."""
 
 
 class PatchCache:
-    """Crops and negative slices from :func:`trainer.cache.build_cache`.
+    """Crops and negative slices from :func:`trainer.data.cache.build_cache`.
 
     Parameters
     ----------

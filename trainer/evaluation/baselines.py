@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainer.metrics import label_components
+from trainer.evaluation.metrics import label_components
 
 THRESHOLD_HU = -400.0
 """Generic solid/part-solid versus aerated-lung cut (not fitted to any data here)."""

@@ -18,17 +18,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trainer.augment import augment
-from trainer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.losses import dice_bce_loss, nt_xent, vae_loss
-from trainer.models import build_model
-from trainer.patches import PatchCache, PatchSampler
-from trainer.plots import plot_curves, plot_overlays
+from trainer.data.augment import augment
+from trainer.data.patches import PatchCache, PatchSampler
+from trainer.evaluation.plots import plot_curves, plot_overlays
+from trainer.nn.losses import dice_bce_loss, nt_xent, vae_loss
+from trainer.nn.models import build_model
+from trainer.nn.transfer import initialise, transfer_encoder
 from trainer.pseudo import apply_pseudo_labels, crop_split
 from trainer.restoration import corrupt
-from trainer.schedule import learning_rate
-from trainer.transfer import initialise, transfer_encoder
+from trainer.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from trainer.train.schedule import learning_rate
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -21,7 +21,7 @@ from pipeline.shape import (
     limits_from_shapes,
 )
 from trainer.config import TrainConfig
-from trainer.data import CropRecord, list_crops, patient_split, read_crop
+from trainer.data.datasets import CropRecord, list_crops, patient_split, read_crop
 
 
 def training_records(vois_dir: str | Path, cfg: TrainConfig) -> list[CropRecord]:
@@ -40,7 +40,7 @@ def predicted_shapes(model_path: str | Path, records: list[CropRecord],
     Crops where the model predicts nothing are skipped.
     """
     from engines import create_engine
-    from trainer.evaluate import crop_model_segmenter
+    from trainer.evaluation.evaluate import crop_model_segmenter
 
     shapes = []
     with create_engine("onnx", model_path, threads=threads, precision="fp32") as engine:

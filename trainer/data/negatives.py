@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.lungs import dilate, fast_lung_mask
 from pipeline.series import CTSeries, load_series_dir
-from trainer.lidc import Roi, read_all_marks, slice_index
+from trainer.data.lidc import Roi, read_all_marks, slice_index
 
 EXCLUDE_MM = 30.0
 """Growth of every reader mark (mm, box): a 64-pixel window (50 mm at 0.78 mm) centred
@@ -35,7 +35,7 @@ def marks_box_mask(
     Parameters
     ----------
     marks : list of Roi
-        From :func:`trainer.lidc.read_all_marks`.
+        From :func:`trainer.data.lidc.read_all_marks`.
     sop_uids : list of str
         SOP Instance UID of every slice, in volume order.
     z_positions : ndarray
@@ -69,7 +69,7 @@ def negative_centres(
     series : CTSeries
         The whole series.
     marks : list of Roi
-        Every reader's mark (:func:`trainer.lidc.read_all_marks`).
+        Every reader's mark (:func:`trainer.data.lidc.read_all_marks`).
     lungs : ndarray, optional
         The series' lung mask when the caller has it already
         (:func:`pipeline.lungs.fast_lung_mask`); computed otherwise.

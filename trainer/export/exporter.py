@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from engines.spec import ModelSpec, write_spec
-from trainer.checkpoint import model_from_checkpoint
 from trainer.config import spec_from_config
-from trainer.models import MeanProbabilityModel, ProbabilityModel
+from trainer.nn.models import MeanProbabilityModel, ProbabilityModel
+from trainer.train.checkpoint import model_from_checkpoint
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4

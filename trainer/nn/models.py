@@ -1,7 +1,7 @@
 """Networks: one encoder shared by the VAE, the contrastive model and the U-Net.
 
 The encoder's parameters carry the same names (``encoder.*``) in all three models, so
-pretrained weights transfer to the U-Net by name and shape (:mod:`trainer.transfer`).
+pretrained weights transfer to the U-Net by name and shape (:mod:`trainer.nn.transfer`).
 Tensors are ``(n, channels, h, w)``.
 """
 

@@ -15,10 +15,10 @@ own chest CT has no such XML; a series list says it instead, one object per seri
   Default ``case-<index>``.
 
 The list serves twice: ``trainer crops`` cuts every lesion of the ``lesions`` entries into
-the crop layout (:mod:`trainer.crops`), and ``negative_list`` (for ``trainer cache``) takes
+the crop layout (:mod:`trainer.data.crops`), and ``negative_list`` (for ``trainer cache``) takes
 lesion-free windows from every entry: the lung grown by
-:data:`trainer.negatives.LUNG_MARGIN_MM`, less the lesion mask grown by
-:data:`trainer.negatives.EXCLUDE_MM`. Relative paths are read from the list file's folder.
+:data:`trainer.data.negatives.LUNG_MARGIN_MM`, less the lesion mask grown by
+:data:`trainer.data.negatives.EXCLUDE_MM`. Relative paths are read from the list file's folder.
 Cache entries are named ``series-list-<index>``, never by their folder, which may carry a
 patient's name.
 """
@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.series import CTSeries, load_series_dir
-from trainer.data import PATIENT_RE, read_reference_mask
-from trainer.negatives import centres_away_from
+from trainer.data.datasets import PATIENT_RE, read_reference_mask
+from trainer.data.negatives import centres_away_from
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def read_listed_series(entry: ListedSeries) -> tuple[CTSeries, np.ndarray]:
     -------
     series : CTSeries
     centres : ndarray
-        Boolean ``(z, y, x)``: :func:`trainer.negatives.centres_away_from` the lesion mask.
+        Boolean ``(z, y, x)``: :func:`trainer.data.negatives.centres_away_from` the lesion mask.
 
     Raises
     ------

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 from trainer.config import TrainConfig
-from trainer.study import INITS, METHODS, SELF_TRAINING, run_name, test_patients
+from trainer.evaluation.study import INITS, METHODS, SELF_TRAINING, run_name, test_patients
 
 
 def _evaluate_model(onnx_path: Path, records) -> dict:
     from engines import create_engine
-    from trainer.evaluate import crop_model_segmenter, evaluate_crops
+    from trainer.evaluation.evaluate import crop_model_segmenter, evaluate_crops
 
     with create_engine("onnx", onnx_path, threads=2) as engine:
         return evaluate_crops(crop_model_segmenter(engine), records)
@@ -22,8 +22,8 @@ def evaluate_runs(cfg: TrainConfig, root: Path, fractions: list[float]) -> dict:
 
     Results are cached in ``root/<run>/test_metrics.json`` so a re-run only adds what is new.
     """
-    from trainer.evaluate import crop_baseline_segmenter, evaluate_crops, select_records
-    from trainer.export import export_checkpoint
+    from trainer.evaluation.evaluate import crop_baseline_segmenter, evaluate_crops, select_records
+    from trainer.export.exporter import export_checkpoint
 
     records = select_records(cfg.vois_dir, test_patients(cfg))
     results: dict = {}
@@ -139,7 +139,7 @@ def _self_training_findings(results: dict, fractions: list[float]) -> list[str]:
 
 def plot_study(results: dict, fractions: list[float], path: Path) -> Path:
     """Dice against label fraction, one line per initialisation, baselines dashed."""
-    from trainer.plots import headless_pyplot
+    from trainer.evaluation.plots import headless_pyplot
 
     plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -191,7 +191,7 @@ def protocol(root: Path, fractions: list[float]) -> str:
         f"{ft.get('device', '?')}. Each model is exported to ONNX and run through the ONNX engine "
         f"on every crop of the held-out test patients (each crop centred in a 50 mm air canvas, "
         f"as in training). Baselines: HU threshold (-400) and 2-class k-means on the crop, "
-        f"keeping the component nearest the crop centre (`trainer/baselines.py`)."
+        f"keeping the component nearest the crop centre (`trainer/evaluation/baselines.py`)."
         + _self_training_protocol([cfg(run_name(SELF_TRAINING, f)) for f in fractions])
     )
 

@@ -2,8 +2,8 @@
 
 The issue's whole-series target (>= 90 % of lesions found at <= 2 false positives per scan)
 needs many annotated series; this repository holds two. A site measures it on its own: every
-entry of a series list (:mod:`trainer.series_list`) runs through
-:func:`trainer.evaluate.evaluate_loaded_series` (the product path: lung gate, threshold,
+entry of a series list (:mod:`trainer.data.series_list`) runs through
+:func:`trainer.evaluation.evaluate.evaluate_loaded_series` (the product path: lung gate, threshold,
 minimum volume, shape gate). A series declared lesion-free has an empty reference, so every
 component kept there is a false positive. Pooled: lesions found over all lesions, and the
 mean and largest number of false positives per scan.
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from trainer.evaluate import evaluate_loaded_series
-from trainer.series_list import ListedSeries, load_listed
+from trainer.data.series_list import ListedSeries, load_listed
+from trainer.evaluation.evaluate import evaluate_loaded_series
 
 ROW_KEYS = ("n_slices", "n_reference_lesions", "n_detected_lesions", "false_positives",
             "dropped_by_shape", "voxel_dice")
@@ -38,8 +38,8 @@ def evaluate_series_list(
     Raises
     ------
     ValueError
-        As :func:`trainer.series_list.load_listed` and
-        :func:`trainer.evaluate.evaluate_loaded_series`.
+        As :func:`trainer.data.series_list.load_listed` and
+        :func:`trainer.evaluation.evaluate.evaluate_loaded_series`.
     """
     from contextlib import nullcontext
 

@@ -140,8 +140,8 @@ def train_stage(cfg_path: str | None, overrides: list[str], root: Path, fraction
 
 def test_patients(cfg: TrainConfig) -> list[str]:
     """Held-out test patients of the split the trainer uses (from the cache)."""
-    from trainer.data import patient_split
-    from trainer.patches import PatchCache
+    from trainer.data.datasets import patient_split
+    from trainer.data.patches import PatchCache
 
     cache = PatchCache(cfg.cache)
     patients = sorted({cache.meta[i]["patient"] for i in cache.entries()})

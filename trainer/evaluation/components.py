@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.measure import measure_lesions
-from trainer.metrics import label_components
+from trainer.evaluation.metrics import label_components
 
 FIELD_MM = 100.0
 """Side of the square field shown around a component, in mm."""
@@ -107,7 +107,7 @@ def render_components(rows: list[dict], labels: np.ndarray, ref: np.ndarray, hu:
     list of Path
         The files written, in row order.
     """
-    from trainer.plots import headless_pyplot
+    from trainer.evaluation.plots import headless_pyplot
 
     plt = headless_pyplot()
     out_dir = Path(out_dir)

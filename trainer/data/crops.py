@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.series import CTSeries
-from trainer.series_list import ListedSeries, load_listed
+from trainer.data.series_list import ListedSeries, load_listed
 
 MIN_SIDE_MM = 30.0
 MARGIN_MM = 10.0
@@ -50,7 +50,7 @@ def lesion_boxes(lesions: np.ndarray, spacing: tuple[float, float, float]
         How many smaller lesions were left out.
     """
     from pipeline.postprocess import label_lesions
-    from trainer.components import view_box
+    from trainer.evaluation.components import view_box
 
     labels = label_lesions(lesions, spacing, 0.0)
     voxel_mm3 = float(np.prod(spacing))
@@ -94,7 +94,7 @@ def write_entry_crops(entry: ListedSeries, out_dir: Path, first: int = 1
     Raises
     ------
     ValueError
-        As :func:`trainer.series_list.load_listed`.
+        As :func:`trainer.data.series_list.load_listed`.
     """
     series, lesions = load_listed(entry)
     if lesions is None:

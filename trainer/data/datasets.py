@@ -2,7 +2,7 @@
 
 A crop folder holds ``image/*.nii.gz`` (HU, int16), ``nodule_mask/*.nii.gz`` (0/1) named
 ``PATIENT_R_K.nii.gz`` (patient, nodule; LIDC: ``LIDC-IDRI-NNNN_R_K.nii.gz``; a site's own
-crops, :mod:`trainer.crops`, carry a pseudonym) and optionally ``nodules.csv``. Patches are
+crops, :mod:`trainer.data.crops`, carry a pseudonym) and optionally ``nodules.csv``. Patches are
 built with :func:`pipeline.preprocess.prepare_slices`, the function inference uses.
 Arrays are ``(z, y, x)``; spacings ``(z, y, x)`` mm.
 """

@@ -25,7 +25,7 @@ def transfer_encoder(
     Parameters
     ----------
     target : nn.Module
-        Model with an encoder under ``prefix`` (e.g. :class:`trainer.models.UNet`).
+        Model with an encoder under ``prefix`` (e.g. :class:`trainer.nn.models.UNet`).
     source_state : mapping
         State dict of a pretrained model with the same encoder.
     prefix : str

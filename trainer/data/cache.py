@@ -6,9 +6,9 @@ slices without annotated lesions (2 chest slices from ``dicom-reference/lungmask
 abdominal slices from ``dicom-reference/dcmqi``) are added as negatives: patches centred
 anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelled 0. Whole
 LIDC series named by ``negative_series`` add windows centred in their lung away from every
-reader's mark (:mod:`trainer.negatives`); series of any source listed in ``negative_list``
+reader's mark (:mod:`trainer.data.negatives`); series of any source listed in ``negative_list``
 add windows away from their lesion mask, or anywhere in the lung of a series declared
-lesion-free (:mod:`trainer.series_list`).
+lesion-free (:mod:`trainer.data.series_list`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
 from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
-from trainer.data import list_crops, read_crop
-from trainer.negatives import read_negative_series, reader_xml
-from trainer.series_list import read_listed_series, read_series_list
+from trainer.data.datasets import list_crops, read_crop
+from trainer.data.negatives import read_negative_series, reader_xml
+from trainer.data.series_list import read_listed_series, read_series_list
 
 _REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
 NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
@@ -67,10 +67,10 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
     Raises
     ------
     FileNotFoundError, ValueError
-        From :func:`trainer.data.list_crops` for a missing or malformed folder, and from
-        :func:`trainer.negatives.read_negative_series` for a ``negative_series`` folder
+        From :func:`trainer.data.datasets.list_crops` for a missing or malformed folder, and from
+        :func:`trainer.data.negatives.read_negative_series` for a ``negative_series`` folder
         that is missing, holds no reader XML or is not one CT series, and from
-        :mod:`trainer.series_list` for a wrong ``negative_list`` or entry.
+        :mod:`trainer.data.series_list` for a wrong ``negative_list`` or entry.
     """
     spec = spec_from_config(cfg)
     records = list_crops(cfg.vois_dir)
