@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engines.quantize import dice
+
 
 def _check(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, ref = np.asarray(pred), np.asarray(ref)
@@ -30,9 +32,9 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
         return {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    dice = 2 * tp / (2 * tp + fp + fn)
-    return {"dice": dice, "iou": tp / (tp + fp + fn), "precision": precision,
-            "recall": recall, "f1": dice}
+    overlap = dice(pred, ref)
+    return {"dice": overlap, "iou": tp / (tp + fp + fn), "precision": precision,
+            "recall": recall, "f1": overlap}
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engines.quantize import dice
 from trainer.config import TrainConfig
 from trainer.data.augment import augment
 from trainer.data.patches import PatchCache, PatchSampler
@@ -268,12 +269,6 @@ def _vae_resynthesis(cfg: TrainConfig, device: torch.device) -> Callable | None:
     return apply
 
 
-def _dice(prob: torch.Tensor, target: torch.Tensor) -> float:
-    pred = (prob > 0.5).float()
-    denom = float(pred.sum() + target.sum())
-    return 1.0 if denom == 0 else float(2 * (pred * target).sum()) / denom
-
-
 def finetune(cfg: TrainConfig) -> Path:
     """Train the U-Net with Dice + BCE on the labelled patients of ``cfg.label_fraction``."""
     setup, run_dir = Setup(cfg), _run_dir(cfg)
@@ -295,7 +290,7 @@ def finetune(cfg: TrainConfig) -> Path:
         x, y = setup.tensor(setup.val_x), setup.tensor(setup.val_y)
         logits = model(x)
         return {"val_loss": float(dice_bce_loss(logits, y, cfg.bce_weight, cfg.dice_mode)),
-                "val_dice": _dice(torch.sigmoid(logits), y)}
+                "val_dice": dice(logits.cpu().numpy() > 0.0, y.cpu().numpy() > 0.5)}
 
     history, seconds = train_loop(setup, model, step, evaluate, run_dir)
     model.eval()
