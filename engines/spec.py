@@ -54,7 +54,7 @@ class ModelSpec:
         Components shaped outside these limits are discarded (keys of
         :data:`SHAPE_LIMIT_KEYS`, see :mod:`pipeline.shape`); empty: no shape gate.
     extra : dict
-        Free-form provenance: training data, split, metrics, anomaly-score statistics.
+        Free-form provenance: training data, split, metrics.
     """
 
     name: str

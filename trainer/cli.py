@@ -1,7 +1,7 @@
 """``trainer`` command line.
 
-Commands: crops, cache, pretrain-vae, pretrain-contrastive, pretrain-restore, finetune,
-pseudo-label, evaluate, export, shape-limits, study.
+Commands: crops, cache, pretrain-vae, pretrain-contrastive, finetune, evaluate, export,
+shape-limits, study.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from engines.onnx_engine import PRECISIONS
 from pipeline.errors import LungSegError
-from trainer.config import CANVASES
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -28,7 +27,6 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("cache", "preprocess the crop folder into the patch cache"),
                        ("pretrain-vae", "VAE pretraining on unlabelled patches"),
                        ("pretrain-contrastive", "SimCLR pretraining (init= a VAE to chain)"),
-                       ("pretrain-restore", "U-Net restoration pretraining (Models Genesis)"),
                        ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
         _add_config(sub.add_parser(name, help=text))
     cr = sub.add_parser("crops", help="cut the lesions of whole series (a series list, "
@@ -36,11 +34,6 @@ def _parser() -> argparse.ArgumentParser:
     cr.add_argument("--list", required=True, help="series list (JSON)")
     cr.add_argument("--out", required=True, help="new crop folder (image/, nodule_mask/, "
                     "nodules.csv)")
-    pl = sub.add_parser("pseudo-label", help="label the crops of the training patients "
-                        "outside label_fraction with a teacher (for pseudo_labels=FILE)")
-    _add_config(pl)
-    pl.add_argument("--teacher", required=True, help="fine-tuned U-Net checkpoint (.pt)")
-    pl.add_argument("--out", required=True, help="output .npz")
     ev = sub.add_parser("evaluate", help="evaluate an exported model (or a baseline)")
     ev.add_argument("--model", help="exported .onnx (default models/lungseg-unet.onnx)")
     ev.add_argument("--baseline", choices=("threshold", "kmeans"),
@@ -55,9 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="onnx engine precision (auto: the int8 model beside MODEL when it was "
                     "quantised from it, as lungseg runs it)")
-    ev.add_argument("--canvas", choices=CANVASES, default="air",
-                    help="what surrounds each crop: air (the default training canvas) or its "
-                    "own mirrored image (reflect)")
     ev.add_argument("--components", metavar="DIR",
                     help="with --series: save a PNG view of every kept component here")
     ev.add_argument("--json", required=True, help="output JSON")
@@ -70,8 +60,6 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-pt2", action="store_true")
     ex.add_argument("--model-version", help="sidecar version (enters the output UIDs); "
                     "default: the checkpoint's model_version")
-    ex.add_argument("--vae", help="VAE checkpoint: also export <out stem>-vae.onnx, an anomaly "
-                    "score, with its validation statistics in the sidecar")
     sl = sub.add_parser("shape-limits", help="derive the shape gate from the model's "
                         "predictions on the training crops; write it into the sidecar(s)")
     _add_config(sl)
@@ -138,9 +126,9 @@ def _evaluate(args) -> dict:
 
     with create_engine("onnx", args.model, threads=args.threads,
                        precision=args.precision) as engine:
-        segmenter = ev.crop_model_segmenter(engine, canvas=args.canvas)
+        segmenter = ev.crop_model_segmenter(engine)
         result = ev.evaluate_crops(segmenter, records, True, engine.spec.shape_limits)
-        return {"engine": engine.describe(), "canvas": args.canvas, **result}
+        return {"engine": engine.describe(), "canvas": "air", **result}
 
 
 def _shape_limits(args) -> None:
@@ -167,7 +155,7 @@ def _study(args) -> None:
     if args.stage in ("report", "all"):
         from trainer.evaluation.report import write_report
 
-        write_report(cfg, root, fractions, Path(args.results))
+        write_report(cfg, root, fractions, Path(args.results), args.config)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -176,8 +164,7 @@ def run(argv: list[str] | None = None) -> int:
     from trainer.train import loop as train
 
     commands = {"pretrain-vae": train.pretrain_vae, "finetune": train.finetune,
-                "pretrain-contrastive": train.pretrain_contrastive,
-                "pretrain-restore": train.pretrain_restore}
+                "pretrain-contrastive": train.pretrain_contrastive}
     if args.command == "crops":
         from trainer.data.crops import write_crops
         from trainer.data.series_list import read_series_list
@@ -189,10 +176,6 @@ def run(argv: list[str] | None = None) -> int:
         print(build_cache(_config(args)))
     elif args.command in commands:
         print(commands[args.command](_config(args)))
-    elif args.command == "pseudo-label":
-        from trainer.pseudo import write_pseudo_labels
-
-        print(write_pseudo_labels(_config(args), args.teacher, args.out))
     elif args.command == "evaluate":
         result = _evaluate(args)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -205,13 +188,6 @@ def run(argv: list[str] | None = None) -> int:
         from trainer.export.exporter import export_checkpoint
 
         extra = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-        if args.vae:
-            from trainer.anomaly import export_anomaly
-            from trainer.train.checkpoint import model_from_checkpoint
-
-            out = Path(args.out)
-            cfg = model_from_checkpoint(args.checkpoint[0])[1]
-            extra["anomaly"] = export_anomaly(args.vae, out.with_name(out.stem + "-vae.onnx"), cfg)
         spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2,
                                          args.model_version)
         print(f"exported {args.out} (max |onnx - torch| = {parity:.2e})")

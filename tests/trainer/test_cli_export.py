@@ -105,16 +105,11 @@ def test_cli_tiny_recipe_end_to_end(tiny_vois, tmp_path, capsys):
     assert main(["pretrain-vae", *common, "--set", f"out_dir={tmp_path / 'vae'}"]) == 0
     assert main(["pretrain-contrastive", *common, "--set", f"out_dir={tmp_path / 'con'}",
                  "--set", f"init={tmp_path / 'vae' / 'final.pt'}"]) == 0
-    assert main(["pretrain-restore", *common, "--set", f"out_dir={tmp_path / 'res'}"]) == 0
-    restored = tmp_path / "res" / "final.pt"
-    assert main(["finetune", *common, "--set", f"out_dir={tmp_path / 'ft_res'}",
-                 "--set", f"init={restored}", "--set", "init_scope=unet"]) == 0
-    assert main(["export", "--checkpoint", str(restored), "--out", str(tmp_path / "r.onnx"),
-                 "--no-pt2"]) == 2
-    assert "must hold a UNet, got RestorationUNet" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "vae" / "final.pt"),
+                 "--out", str(tmp_path / "v.onnx"), "--no-pt2"]) == 2
+    assert "must hold a UNet, got VAE" in capsys.readouterr().err
     ft = ["finetune", *common, "--set", f"out_dir={tmp_path / 'ft'}",
-          "--set", f"init={tmp_path / 'con' / 'final.pt'}", "--set", "vae_augment_prob=0.5",
-          "--set", f"vae_checkpoint={tmp_path / 'vae' / 'final.pt'}"]
+          "--set", f"init={tmp_path / 'con' / 'final.pt'}"]
     assert main(ft) == 0
     for name in ("final.pt", "curves.png", "overlays.png", "metrics.jsonl"):
         assert (tmp_path / "ft" / name).is_file()

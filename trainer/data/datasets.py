@@ -190,3 +190,18 @@ def read_reference_mask(mask_path: str | Path, z_positions: np.ndarray, shape: t
     ).max() > 0.5:
         raise ValueError(f"mask {mask_path} slice positions do not match the series")
     return arr[order]
+
+
+def crop_split(patients: list[str], test_fraction: float, val_fraction: float,
+               label_fraction: float) -> tuple[dict[str, list[str]], list[str]]:
+    """Return the patient split and the labelled training patients, as fine-tuning uses them.
+
+    Both draws use seed 0, so every run over the same crops splits them alike.
+
+    Raises
+    ------
+    ValueError
+        If a fraction is out of range (see :func:`patient_split`, :func:`label_subset`).
+    """
+    split = patient_split(patients, test_fraction, val_fraction, seed=0)
+    return split, label_subset(split["train"], label_fraction, seed=0)

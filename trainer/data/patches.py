@@ -86,6 +86,10 @@ class PatchCache:
         self._lung_centres[max_hu] = rows[keep]
         return self._lung_centres[max_hu]
 
+    def patients(self) -> list[str]:
+        """Return the sorted patients of the crops."""
+        return sorted({self.meta[i]["patient"] for i in self.entries()})
+
     def entries(self, patients: list[str] | None = None, negative: bool = False) -> list[int]:
         """Return the indices of the crops of ``patients`` (all when None) or of negatives."""
         keep = set(patients) if patients is not None else None
@@ -135,37 +139,22 @@ def lesion_weight(footprint: np.ndarray, grow: int, feather: int) -> np.ndarray:
     return _window_reduce(region, feather).astype(np.float32)
 
 
-def _reflected_window(src: np.ndarray, oy: int, ox: int, p: int) -> np.ndarray:
-    """Return the ``p x p`` window at offset ``(oy, ox)`` of ``src`` mirrored beyond its edges."""
-    h, w = src.shape[-2:]
-    pad_y, pad_x = p + abs(oy) + h, p + abs(ox) + w
-    width = [(0, 0)] * (src.ndim - 2) + [(pad_y, pad_y), (pad_x, pad_x)]
-    big = np.pad(src, width, mode="symmetric")
-    return big[..., pad_y - oy : pad_y - oy + p, pad_x - ox : pad_x - ox + p]
-
-
 class PatchSampler:
     """Draw fixed-size training patches (image ``(c, p, p)`` in [0, 1], label ``(p, p)``).
 
     Crop patches place the crop at a random offset in a canvas, sometimes partly outside, so
-    the model also sees the crop's periphery. With ``canvas='air'`` the canvas is zero (air);
-    with ``'reflect'`` the crop and its mask are mirrored beyond their edges, so lung texture
-    surrounds the crop as it does in a whole series. With ``'lung'`` the lesion (its
+    the model also sees the crop's periphery. With ``canvas='air'`` the canvas is zero (air).
+    With ``'air+lung'``, half the crop patches (drawn at random) have their lesion (its
     footprint over the crop's slices and a small margin of its crop, :func:`lesion_weight`)
-    is blended into a lesion-free lung window of a ``negative_series``, the lesion's centre
-    on a lung pixel; ``'air+lung'`` draws air or lung with equal probability for each crop
-    patch. Negative patches are windows labelled 0, centred on the pixels each negative
-    entry of the cache allows (the body of unlabelled whole slices; the unmarked lung of
-    ``negative_series``). ``subsolid_weight`` draws part-solid and non-solid crops that many
-    times more often than solid ones. ``island_fraction`` of the negative patches are
-    lesion-free islands instead: aerated lung of a ``negative_series`` cut to the size of a
-    random crop and placed in air as a crop is, so that a lung island in air, centred or
-    not, is no cue to a lesion.
+    blended into a lesion-free lung window of a ``negative_series`` instead, the lesion's
+    centre on a lung pixel. Negative patches are windows labelled 0, centred on the pixels
+    each negative entry of the cache allows (the body of unlabelled whole slices; the
+    unmarked lung of ``negative_series``). ``subsolid_weight`` draws part-solid and
+    non-solid crops that many times more often than solid ones.
     """
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
-                 subsolid_weight: float = 1.0, canvas: str = "air",
-                 island_fraction: float = 0.0) -> None:
+                 subsolid_weight: float = 1.0, canvas: str = "air") -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
         if canvas not in TRAIN_CANVASES:
@@ -176,13 +165,11 @@ class PatchSampler:
                             for e in crops])
         self.crop_p = weights / weights.sum()
         self.negatives = cache.negative_centres()
-        self.island_fraction = island_fraction
-        uses_lung = canvas in LUNG_CANVASES or island_fraction > 0
+        uses_lung = canvas in LUNG_CANVASES
         self.lung = cache.lung_centres() if uses_lung else np.zeros((0, 4), np.int64)
         if uses_lung and not len(self.lung):
-            what = f"crop_canvas {canvas!r}" if canvas in LUNG_CANVASES else "negative islands"
-            raise ValueError(f"{what} needs lesion-free lung windows: build the cache with "
-                             "negative_series or negative_list")
+            raise ValueError(f"crop_canvas {canvas!r} needs lesion-free lung windows: build the "
+                             "cache with negative_series or negative_list")
 
     def _offset(self, h: int, w: int) -> tuple[int, int]:
         """Draw where an ``h x w`` crop goes in the patch (sometimes partly outside)."""
@@ -196,14 +183,11 @@ class PatchSampler:
         k = int(self.rng.integers(img.shape[0]))
         p, (h, w) = self.patch, img.shape[2:]
         oy, ox = self._offset(h, w)
-        if self.canvas == "reflect":
-            return (_reflected_window(img[k], oy, ox, p).astype(np.float32),
-                    _reflected_window(lab[k], oy, ox, p).astype(np.float32))
         ci = np.zeros((img.shape[1], p, p), np.float32)
         cl = np.zeros((p, p), np.float32)
         _paste(ci, img[k].astype(np.float32), oy, ox)
         _paste(cl, lab[k].astype(np.float32), oy, ox)
-        if self.canvas == "lung" or (self.canvas == "air+lung" and self.rng.random() < 0.5):
+        if self.canvas == "air+lung" and self.rng.random() < 0.5:
             ci = self._into_lung(ci, lab.max(axis=0) > 0, oy, ox)
         return ci, cl
 
@@ -236,20 +220,7 @@ class PatchSampler:
         return ci
 
     def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
-        label = np.zeros((self.patch, self.patch), np.float32)
-        if self.island_fraction and self.rng.random() < self.island_fraction:
-            return self._island(), label
-        return self._window(self.negatives), label
-
-    def _island(self) -> np.ndarray:
-        """Return lesion-free lung cut to a random crop's size, placed in air like a crop."""
-        p = self.patch
-        h, w = (min(p, s) for s in self.cache.images[self._draw_crop()].shape[2:])
-        lung = self._window(self.lung)
-        y0, x0 = p // 2 - h // 2, p // 2 - w // 2
-        island = np.zeros_like(lung)
-        _paste(island, lung[:, y0 : y0 + h, x0 : x0 + w], *self._offset(h, w))
-        return island
+        return self._window(self.negatives), np.zeros((self.patch, self.patch), np.float32)
 
     def sample(
         self, n: int, negative_fraction: float = 0.0, entries: list[int] | None = None

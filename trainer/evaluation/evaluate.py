@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.shape import drop_implausible, is_implausible, largest_component_shape
-from trainer.config import CANVASES
 from trainer.data.datasets import CropRecord, list_crops, read_crop, read_reference_mask
 from trainer.evaluation.components import describe_components, render_components
 from trainer.evaluation.metrics import lesion_detection, overlap_metrics, voxel_metrics
@@ -40,23 +39,8 @@ CANVAS_MM = 50.0
 each crop sat at a random place in a 64-pixel (50 mm at 0.78 mm) air-filled patch."""
 
 
-def _canvas_pads(hu: np.ndarray, spacing: tuple, canvas_mm: float) -> list[tuple[int, int]]:
-    """``np.pad`` widths growing a crop in-plane to ``canvas_mm`` plus an 8 mm margin, centred."""
-    pads = [(0, 0)]
-    for axis in (1, 2):
-        need = int(np.ceil(canvas_mm / spacing[axis]))
-        extra = max(need - hu.shape[axis], 0) + int(np.ceil(8.0 / spacing[axis]))
-        pads.append((extra // 2, extra - extra // 2))
-    return pads
-
-
-def _inner(hu: np.ndarray, pads: list[tuple[int, int]]) -> tuple[slice, ...]:
-    return (slice(None), slice(pads[1][0], pads[1][0] + hu.shape[1]),
-            slice(pads[2][0], pads[2][0] + hu.shape[2]))
-
-
 def embed_in_air(hu: np.ndarray, spacing: tuple, air_hu: float, canvas_mm: float = CANVAS_MM):
-    """Pad a crop in-plane with ``air_hu`` to at least ``canvas_mm`` plus a margin, centred.
+    """Pad a crop in-plane with ``air_hu`` to at least ``canvas_mm`` plus an 8 mm margin, centred.
 
     Returns
     -------
@@ -65,43 +49,25 @@ def embed_in_air(hu: np.ndarray, spacing: tuple, air_hu: float, canvas_mm: float
     inner : tuple of slice
         Where the original crop sits in ``padded``.
     """
-    pads = _canvas_pads(hu, spacing, canvas_mm)
-    return np.pad(hu, pads, constant_values=air_hu), _inner(hu, pads)
+    pads = [(0, 0)]
+    for axis in (1, 2):
+        need = int(np.ceil(canvas_mm / spacing[axis]))
+        extra = max(need - hu.shape[axis], 0) + int(np.ceil(8.0 / spacing[axis]))
+        pads.append((extra // 2, extra - extra // 2))
+    inner = (slice(None), slice(pads[1][0], pads[1][0] + hu.shape[1]),
+             slice(pads[2][0], pads[2][0] + hu.shape[2]))
+    return np.pad(hu, pads, constant_values=air_hu), inner
 
 
-def embed_mirrored(hu: np.ndarray, spacing: tuple, canvas_mm: float = CANVAS_MM):
-    """Pad a crop in-plane to the canvas of :func:`embed_in_air` by mirroring it at its edges.
+def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM) -> Segmenter:
+    """Crop-level segmenter: model probability above threshold, the crop embedded in air.
 
-    Returns
-    -------
-    padded : ndarray
-        The padded ``(z, y', x')`` volume, the same shape as :func:`embed_in_air`'s.
-    inner : tuple of slice
-        Where the original crop sits in ``padded``.
+    The air canvas (:func:`embed_in_air`, :data:`CANVAS_MM`) is what training surrounds a
+    crop with.
     """
-    pads = _canvas_pads(hu, spacing, canvas_mm)
-    return np.pad(hu, pads, mode="symmetric"), _inner(hu, pads)
-
-
-def crop_model_segmenter(engine, canvas_mm: float = CANVAS_MM, canvas: str = "air") -> Segmenter:
-    """Crop-level segmenter: model probability above threshold, crop in a canvas.
-
-    ``canvas='air'`` embeds the crop in air (:data:`CANVAS_MM`, as in training with the
-    default ``crop_canvas``); ``'reflect'`` surrounds it with its own mirrored image.
-
-    Raises
-    ------
-    ValueError
-        If ``canvas`` is unknown.
-    """
-    if canvas not in CANVASES:
-        raise ValueError(f"canvas must be one of {CANVASES}, got {canvas!r}")
 
     def segment(hu, spacing, z):
-        if canvas == "air":
-            padded, inner = embed_in_air(hu, spacing, engine.spec.hu_window[0], canvas_mm)
-        else:
-            padded, inner = embed_mirrored(hu, spacing, canvas_mm)
+        padded, inner = embed_in_air(hu, spacing, engine.spec.hu_window[0], canvas_mm)
         prob = model_probabilities(engine, padded, spacing, z)
         return prob[inner] > engine.spec.threshold
     return segment

@@ -1,9 +1,7 @@
 """The label-efficiency study: pretraining x label fraction, with the baselines.
 
 ``train`` stage: VAE, contrastive (from scratch and from the VAE) pretraining, then one
-U-Net fine-tuning per (initialisation, label fraction), and for each fraction below 100 %
-self-training (pseudo-labels of the VAE-init model on the unlabelled training crops, then a
-U-Net fine-tuned on both), run as parallel subprocesses.
+U-Net fine-tuning per (initialisation, label fraction), run as parallel subprocesses.
 ``report`` stage: export every fine-tuned model, evaluate it through the ONNX engine on the
 held-out test patients' crops next to the thresholding and k-means baselines, and write
 ``docs/results.md`` with a plot.
@@ -22,10 +20,7 @@ from trainer.config import TrainConfig
 
 INITS = ("scratch", "vae", "contrastive", "vae+contrastive")
 PRETRAIN_OF = {"vae": "vae", "contrastive": "contrastive", "vae+contrastive": "vae_contrastive"}
-SELF_TRAINING = "vae+self-training"
-"""The VAE-init model of a label fraction labels the crops of the other training patients
-(:mod:`trainer.pseudo`); a U-Net from the VAE is fine-tuned on both."""
-METHODS = (*INITS, SELF_TRAINING)
+METHODS = INITS
 
 
 @dataclass
@@ -64,27 +59,7 @@ def plan_jobs(config: str | None, root: Path, fractions: list[float], pretrain_s
                 deps = [PRETRAIN_OF[init]]
                 extra += ["--set", f"init={root / PRETRAIN_OF[init] / 'final.pt'}"]
             fine.append(job(run_name(init, frac), "finetune", extra, deps))
-    return pre + fine + _self_training_jobs(job, root, ordered, finetune_steps)
-
-
-def pseudo_name(fraction: float) -> str:
-    """Folder of the pseudo-labels made by the VAE-init model of ``fraction``."""
-    return "pseudo_" + run_name("vae", fraction)
-
-
-def _self_training_jobs(job, root: Path, fractions: list[float], steps: int) -> list[Job]:
-    jobs = []
-    for frac in (f for f in fractions if f < 1.0):
-        teacher, labels = run_name("vae", frac), root / pseudo_name(frac) / "labels.npz"
-        common = ["--set", f"label_fraction={frac}"]
-        jobs.append(job(pseudo_name(frac), "pseudo-label",
-                        [*common, "--teacher", str(root / teacher / "final.pt"),
-                         "--out", str(labels)], [teacher]))
-        jobs.append(job(run_name(SELF_TRAINING, frac), "finetune",
-                        [*common, "--set", f"steps={steps}",
-                         "--set", f"init={root / 'vae' / 'final.pt'}",
-                         "--set", f"pseudo_labels={labels}"], [pseudo_name(frac), "vae"]))
-    return jobs
+    return pre + fine
 
 
 def run_name(init: str, fraction: float) -> str:
@@ -143,6 +118,6 @@ def test_patients(cfg: TrainConfig) -> list[str]:
     from trainer.data.datasets import patient_split
     from trainer.data.patches import PatchCache
 
-    cache = PatchCache(cfg.cache)
-    patients = sorted({cache.meta[i]["patient"] for i in cache.entries()})
-    return patient_split(patients, cfg.test_fraction, cfg.val_fraction, seed=0)["test"]
+    split = patient_split(PatchCache(cfg.cache).patients(), cfg.test_fraction,
+                          cfg.val_fraction, seed=0)
+    return split["test"]

@@ -213,16 +213,7 @@ class ContrastiveModel(nn.Module):
         return self.projection(pooled)
 
 
-class RestorationUNet(UNet):
-    """A :class:`UNet` whose output is the restored centre slice (logits of [0, 1] values).
-
-    Same layers and names as the segmentation U-Net, so ``init_scope=unet`` can copy its
-    encoder and decoder; a separate class so that ``trainer export`` refuses it.
-    """
-
-
-MODEL_CLASSES = {"UNet": UNet, "VAE": VAE, "ContrastiveModel": ContrastiveModel,
-                 "RestorationUNet": RestorationUNet}
+MODEL_CLASSES = {"UNet": UNet, "VAE": VAE, "ContrastiveModel": ContrastiveModel}
 
 
 def build_model(class_name: str, cfg: object) -> nn.Module:

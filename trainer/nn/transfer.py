@@ -45,32 +45,20 @@ def transfer_encoder(
     src = encoder_state(source_state, prefix)
     if not src:
         raise TransferError(f"source state has no keys starting with {prefix!r}")
-    return _copy_matching(target, src, encoder_state(target.state_dict(), prefix), "encoder")
+    return copy_matching(target, src, encoder_state(target.state_dict(), prefix), "encoder")
 
 
-def transfer_unet_body(
-    target: nn.Module, source_state: Mapping[str, torch.Tensor], head: str = "head."
-) -> list[str]:
-    """Copy every weight of a U-Net except its output head (encoder and decoder).
+def copy_matching(target: nn.Module, src: Mapping, dst: Mapping, what: str) -> list[str]:
+    """Load ``src`` into ``target`` when its names and shapes are those of ``dst``.
 
-    For a checkpoint of ``trainer pretrain-restore``, whose U-Net learnt to restore images:
-    its decoder is trained as well, so more than the encoder can be reused.
-
-    ``target`` is the U-Net to initialise, ``source_state`` the state dict of one with the
-    same layers; the layers under ``head`` (the output layer) keep their fresh values, and
-    the names copied are returned.
+    ``dst`` is the part of ``target``'s state that ``src`` must fill; ``what`` names it in
+    the error. Returns the names copied.
 
     Raises
     ------
     TransferError
-        If names or shapes differ (listed), e.g. for a VAE or a contrastive checkpoint.
+        If names are missing or unexpected, or shapes differ (all listed).
     """
-    src = {k: v for k, v in source_state.items() if not k.startswith(head)}
-    dst = {k: v for k, v in target.state_dict().items() if not k.startswith(head)}
-    return _copy_matching(target, src, dst, "U-Net")
-
-
-def _copy_matching(target: nn.Module, src: Mapping, dst: Mapping, what: str) -> list[str]:
     missing = sorted(set(dst) - set(src))
     unexpected = sorted(set(src) - set(dst))
     mismatched = sorted(
@@ -85,22 +73,3 @@ def _copy_matching(target: nn.Module, src: Mapping, dst: Mapping, what: str) -> 
         )
     target.load_state_dict(dict(src), strict=False)
     return sorted(src)
-
-
-def initialise(
-    target: nn.Module, source_state: Mapping[str, torch.Tensor], scope: str
-) -> list[str]:
-    """Copy pretrained weights into ``target`` by ``scope`` (``encoder`` or ``unet``).
-
-    Raises
-    ------
-    TransferError
-        If the weights do not fit (see :func:`transfer_encoder`, :func:`transfer_unet_body`).
-    ValueError
-        If ``scope`` is unknown.
-    """
-    if scope == "encoder":
-        return transfer_encoder(target, source_state)
-    if scope == "unet":
-        return transfer_unet_body(target, source_state)
-    raise ValueError(f"scope must be 'encoder' or 'unet', got {scope!r}")

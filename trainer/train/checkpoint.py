@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainer.config import TrainConfig, build_config
+from trainer.config import TrainConfig, config_from_saved
 from trainer.nn.models import build_model
 
 
@@ -67,7 +67,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """Rebuild the model of a checkpoint with its weights (eval mode)."""
     data = load_checkpoint(path)
-    cfg = build_config(data["config"])
+    cfg = config_from_saved(data["config"])
     model = build_model(data["class_name"], cfg)
     model.load_state_dict(data["state_dict"])
     return model.eval(), cfg, data

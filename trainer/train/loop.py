@@ -1,4 +1,4 @@
-"""Explicit training loops: VAE, contrastive and restoration pretraining, U-Net fine-tuning.
+"""Explicit training loops: VAE and contrastive pretraining, U-Net fine-tuning.
 
 Each command trains ``cfg.steps`` optimizer steps, logs metrics every ``cfg.eval_every``
 steps (one "epoch"), keeps ``last.pt`` for resuming, and ends with ``final.pt``, a
@@ -11,7 +11,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +21,13 @@ from tqdm import tqdm
 from engines.quantize import dice
 from trainer.config import TrainConfig
 from trainer.data.augment import augment
+from trainer.data.datasets import crop_split
 from trainer.data.patches import PatchCache, PatchSampler
 from trainer.evaluation.plots import plot_curves, plot_overlays
 from trainer.nn.losses import dice_bce_loss, nt_xent, vae_loss
 from trainer.nn.models import build_model
-from trainer.nn.transfer import initialise, transfer_encoder
-from trainer.pseudo import apply_pseudo_labels, crop_split
-from trainer.restoration import corrupt
-from trainer.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from trainer.nn.transfer import transfer_encoder
+from trainer.train.checkpoint import load_checkpoint, save_checkpoint
 from trainer.train.schedule import learning_rate
 
 
@@ -41,7 +40,11 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 class Setup:
-    """Shared state of a run: device, cache, patient split, samplers."""
+    """Shared state of a run: device, cache, patient split, samplers.
+
+    A subclass may override :meth:`train_entries` and :meth:`split_info` to train on more
+    crops than the labelled ones (as an experiment's self-training does).
+    """
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -51,18 +54,19 @@ class Setup:
         self.device = torch.device(cfg.device)
         self.gen = seed_everything(cfg.seed)
         self.cache = PatchCache(cfg.cache)
-        self.split, self.labelled = crop_split(self.cache, cfg)
-        self.pseudo_labelled = (apply_pseudo_labels(self.cache, cfg.pseudo_labels, cfg)
-                                if cfg.pseudo_labels else [])
-        self.train = PatchSampler(self.cache, self.cache.entries(self.labelled)
-                                  + self.pseudo_labelled, cfg.patch_size,
-                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas,
-                                  cfg.negative_islands)
+        self.split, self.labelled = crop_split(self.cache.patients(), cfg.test_fraction,
+                                               cfg.val_fraction, cfg.label_fraction)
+        self.train = PatchSampler(self.cache, self.train_entries(), cfg.patch_size,
+                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
                                        cfg.patch_size, cfg.seed + 1)
         val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123,
                            canvas=cfg.crop_canvas)
         self.val_x, self.val_y = val.sample(256, negative_fraction=cfg.negative_fraction)
+
+    def train_entries(self) -> list[int]:
+        """Return the cache entries fine-tuning draws crops from: the labelled patients'."""
+        return self.cache.entries(self.labelled)
 
     def rng_state(self) -> dict:
         """Return every random stream the run draws from.
@@ -95,11 +99,8 @@ class Setup:
 
     def split_info(self) -> dict:
         """Split and label subset, for checkpoints and the sidecar."""
-        info = {"split": self.split, "labelled_patients": self.labelled,
+        return {"split": self.split, "labelled_patients": self.labelled,
                 "label_fraction": self.cfg.label_fraction}
-        if self.pseudo_labelled:
-            info["pseudo_labelled_crops"] = len(self.pseudo_labelled)
-        return info
 
 
 def train_loop(
@@ -159,7 +160,9 @@ def train_loop(
     return history, time.perf_counter() - t0
 
 
-def _finish(setup, model, history, seconds, run_dir) -> Path:
+def finish(setup: Setup, model: torch.nn.Module, history: list[dict], seconds: float,
+           run_dir: Path) -> Path:
+    """Write ``final.pt`` and the loss curves of a finished run; return the checkpoint path."""
     info = {**setup.split_info(), "train_seconds": seconds}
     path = save_checkpoint(run_dir / "final.pt", model, None, setup.cfg, setup.cfg.steps,
                            len(history), history, info)
@@ -168,7 +171,8 @@ def _finish(setup, model, history, seconds, run_dir) -> Path:
     return path
 
 
-def _run_dir(cfg: TrainConfig) -> Path:
+def run_dir_of(cfg: TrainConfig) -> Path:
+    """Create the run folder ``cfg.out_dir`` with the run's ``config.json``; return it."""
     path = Path(cfg.out_dir)
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -177,7 +181,7 @@ def _run_dir(cfg: TrainConfig) -> Path:
 
 def pretrain_vae(cfg: TrainConfig) -> Path:
     """Train the VAE on unlabelled patches; return the final checkpoint path."""
-    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    setup, run_dir = Setup(cfg), run_dir_of(cfg)
     model = build_model("VAE", cfg).to(setup.device)
 
     def step() -> torch.Tensor:
@@ -193,12 +197,12 @@ def pretrain_vae(cfg: TrainConfig) -> Path:
         return {"val_loss": float(total), "val_recon": float(rec), "val_kl": float(kl)}
 
     history, seconds = train_loop(setup, model, step, evaluate, run_dir)
-    return _finish(setup, model, history, seconds, run_dir)
+    return finish(setup, model, history, seconds, run_dir)
 
 
 def pretrain_contrastive(cfg: TrainConfig) -> Path:
     """Train encoder + projection head with NT-Xent (optionally from ``cfg.init``)."""
-    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    setup, run_dir = Setup(cfg), run_dir_of(cfg)
     model = build_model("ContrastiveModel", cfg)
     if cfg.init:
         transfer_encoder(model, load_checkpoint(cfg.init)["state_dict"])
@@ -223,67 +227,32 @@ def pretrain_contrastive(cfg: TrainConfig) -> Path:
         return {"val_loss": float(nt_xent(z1, z2, cfg.temperature)), "val_top1": float(acc)}
 
     history, seconds = train_loop(setup, model, step, evaluate, run_dir)
-    return _finish(setup, model, history, seconds, run_dir)
+    return finish(setup, model, history, seconds, run_dir)
 
 
-def restoration_loss(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mean squared error of the restored centre slice of a corrupted batch ``x``."""
-    centre = x.shape[1] // 2
-    restored = torch.sigmoid(model(corrupt(x, gen)))
-    return torch.nn.functional.mse_loss(restored, x[:, centre:centre + 1])
+InitWeights = Callable[[torch.nn.Module, Mapping[str, torch.Tensor]], list[str]]
+"""Copies pretrained weights (a state dict) into a model; returns the names copied."""
 
 
-def pretrain_restore(cfg: TrainConfig) -> Path:
-    """Train a U-Net to restore corrupted unlabelled patches (:mod:`trainer.restoration`)."""
-    setup, run_dir = Setup(cfg), _run_dir(cfg)
-    model = build_model("RestorationUNet", cfg).to(setup.device)
-    val_gen = torch.Generator()
-    val_x = setup.tensor(setup.val_x)
+def finetune(cfg: TrainConfig, setup: Setup | None = None,
+             init_weights: InitWeights = transfer_encoder) -> Path:
+    """Train the U-Net with Dice + BCE on the labelled patients of ``cfg.label_fraction``.
 
-    def step() -> torch.Tensor:
-        x, _ = setup.unlabelled.sample(cfg.batch_size, cfg.negative_fraction)
-        x, _ = augment(setup.tensor(x), generator=setup.gen)
-        return restoration_loss(model, x, setup.gen)
-
-    def evaluate() -> dict:
-        # the same corruptions at every evaluation, so the curve compares like with like
-        return {"val_loss": float(restoration_loss(model, val_x, val_gen.manual_seed(cfg.seed)))}
-
-    history, seconds = train_loop(setup, model, step, evaluate, run_dir)
-    return _finish(setup, model, history, seconds, run_dir)
-
-
-def _vae_resynthesis(cfg: TrainConfig, device: torch.device) -> Callable | None:
-    if cfg.vae_augment_prob <= 0:
-        return None
-    if not cfg.vae_checkpoint:
-        raise ValueError("vae_augment_prob > 0 needs vae_checkpoint")
-    vae = model_from_checkpoint(cfg.vae_checkpoint)[0].to(device)
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            recon = vae(x)[0]
-        pick = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < cfg.vae_augment_prob
-        return torch.where(pick, recon, x)
-
-    return apply
-
-
-def finetune(cfg: TrainConfig) -> Path:
-    """Train the U-Net with Dice + BCE on the labelled patients of ``cfg.label_fraction``."""
-    setup, run_dir = Setup(cfg), _run_dir(cfg)
+    ``setup`` (default ``Setup(cfg)``) and ``init_weights`` (how ``cfg.init`` enters the
+    U-Net; default its encoder) let an experiment change what is trained on and how the
+    U-Net starts.
+    """
+    setup = Setup(cfg) if setup is None else setup
+    run_dir = run_dir_of(cfg)
     model = build_model("UNet", cfg)
     if cfg.init:
-        initialise(model, load_checkpoint(cfg.init)["state_dict"], cfg.init_scope)
+        init_weights(model, load_checkpoint(cfg.init)["state_dict"])
     model.to(setup.device)
-    resynth = _vae_resynthesis(cfg, setup.device)
     aug = cfg.augment_params()
 
     def step() -> torch.Tensor:
         x, y = setup.train.sample(cfg.batch_size, cfg.negative_fraction)
         x, y = augment(setup.tensor(x), setup.tensor(y), generator=setup.gen, params=aug)
-        if resynth is not None:
-            x = resynth(x)
         return dice_bce_loss(model(x), y, cfg.bce_weight, cfg.dice_mode)
 
     def evaluate() -> dict:
@@ -298,4 +267,4 @@ def finetune(cfg: TrainConfig) -> Path:
         prob = torch.sigmoid(model(setup.tensor(setup.val_x[:8]))).cpu().numpy()
     plot_overlays(setup.val_x[:8], setup.val_y[:8], (prob > 0.5).astype(np.float32),
                   run_dir / "overlays.png")
-    return _finish(setup, model, history, seconds, run_dir)
+    return finish(setup, model, history, seconds, run_dir)

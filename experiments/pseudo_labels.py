@@ -1,15 +1,26 @@
-"""Pseudo-labels for self-training: a teacher labels the crops of unlabelled patients.
+"""Self-training with pseudo-labels: measured, not adopted.
+
+A teacher labels the crops of unlabelled patients.
 
 With ``label_fraction < 1`` fine-tuning uses the masks of a subset of the training patients
 only. :func:`write_pseudo_labels` runs a fine-tuned teacher over the cached crops of the other
 training patients (their images, not their masks) and stores its thresholded prediction;
-``pseudo_labels=FILE`` in the fine-tuning config then trains on the labelled crops plus these
-(:func:`apply_pseudo_labels`), so unlabelled CT adds to the few labels.
+``finetune --labels FILE`` then trains on the labelled crops plus these
+(:func:`apply_pseudo_labels`), so unlabelled CT adds to the few labels. Run from the
+repository root (``trainer`` config keys as ``--set KEY=VALUE``)::
+
+    python -m experiments.pseudo_labels label --config trainer/configs/default.yaml \
+        --set label_fraction=0.1 --teacher runs/ft_vae_010/final.pt --out runs/pseudo.npz
+    python -m experiments.pseudo_labels finetune --config trainer/configs/default.yaml \
+        --set label_fraction=0.1 --set init=runs/vae/final.pt --labels runs/pseudo.npz \
+        --set out_dir=runs/ft_selftraining_010
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +28,19 @@ import torch
 from tqdm import tqdm
 
 from engines.trt_cache import file_sha256
-from trainer.config import TrainConfig
-from trainer.data.datasets import label_subset, patient_split
+from trainer.config import TrainConfig, load_config
+from trainer.data.datasets import crop_split
 from trainer.data.patches import PatchCache
+from trainer.train import loop
 
 CANVAS_MARGIN_PX = 8
 """Air kept around a crop on each side when the teacher labels it (6 mm at 0.78 mm)."""
 
 
-def crop_split(cache: PatchCache, cfg: TrainConfig) -> tuple[dict[str, list[str]], list[str]]:
-    """Return the patient split and the labelled training patients, as fine-tuning uses them."""
-    patients = sorted({cache.meta[i]["patient"] for i in cache.entries()})
-    split = patient_split(patients, cfg.test_fraction, cfg.val_fraction, seed=0)
-    return split, label_subset(split["train"], cfg.label_fraction, seed=0)
-
-
 def unlabelled_train_entries(cache: PatchCache, cfg: TrainConfig) -> list[int]:
     """Return the crop entries of training patients outside the labelled subset."""
-    split, labelled = crop_split(cache, cfg)
+    split, labelled = crop_split(cache.patients(), cfg.test_fraction, cfg.val_fraction,
+                                 cfg.label_fraction)
     others = sorted(set(split["train"]) - set(labelled))
     return cache.entries(others) if others else []
 
@@ -130,8 +136,8 @@ def apply_pseudo_labels(cache: PatchCache, path: str | Path, cfg: TrainConfig) -
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pseudo-label file not found: {path} (run `trainer "
-                                "pseudo-label` first)")
+        raise FileNotFoundError(f"pseudo-label file not found: {path} (run `python -m "
+                                "experiments.pseudo_labels label` first)")
     with np.load(path) as data:
         labels, shapes = data["labels"], data["shapes"]
         names = json.loads(str(data["info"]))["names"]
@@ -152,3 +158,50 @@ def apply_pseudo_labels(cache: PatchCache, path: str | Path, cfg: TrainConfig) -
         entries.append(entry)
         start += size
     return entries
+
+
+class SelfTrainingSetup(loop.Setup):
+    """A fine-tuning setup that also trains on the pseudo-labelled crops of ``labels``."""
+
+    def __init__(self, cfg: TrainConfig, labels: str | Path) -> None:
+        self.labels_path = labels
+        self.pseudo_labelled: list[int] = []
+        super().__init__(cfg)
+
+    def train_entries(self) -> list[int]:
+        """Return the labelled patients' crops and the pseudo-labelled ones."""
+        self.pseudo_labelled = apply_pseudo_labels(self.cache, self.labels_path, self.cfg)
+        return super().train_entries() + self.pseudo_labelled
+
+    def split_info(self) -> dict:
+        """Split and label subset, with the number of pseudo-labelled crops."""
+        return {**super().split_info(), "pseudo_labelled_crops": len(self.pseudo_labelled)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``label`` (a teacher labels crops) or ``finetune`` (train on them too)."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.pseudo_labels",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("label", "finetune"))
+    parser.add_argument("--config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    parser.add_argument("--teacher", help="label: fine-tuned U-Net checkpoint (.pt)")
+    parser.add_argument("--out", help="label: output .npz")
+    parser.add_argument("--labels", help="finetune: .npz written by label")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    if args.command == "label":
+        if not (args.teacher and args.out):
+            parser.error("label needs --teacher and --out")
+        print(write_pseudo_labels(cfg, args.teacher, args.out))
+    else:
+        if not args.labels:
+            parser.error("finetune needs --labels")
+        print(loop.finetune(cfg, setup=SelfTrainingSetup(cfg, args.labels)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

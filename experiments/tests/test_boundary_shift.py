@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.boundary_shift import shifted_dice
+from experiments.boundary_shift import shifted_dice
 
 
 def test_one_voxel_shift_of_a_square_matches_hand_computed_dice():

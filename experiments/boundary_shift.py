@@ -6,7 +6,7 @@ same per-nodule Dice and size bins as ``trainer evaluate``. No model is involved
 
 Usage::
 
-    python -m benchmarks.boundary_shift --vois ../shared/data/lidc-nodule-vois \\
+    python -m experiments.boundary_shift --vois ../shared/data/lidc-nodule-vois \\
         --patients runs/test_patients.json
 """
 

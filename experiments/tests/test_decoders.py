@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.decoders import _has_plane, export_variant, full_resolution_share
 from benchmarks.engines import model_throughput
+from experiments.decoders import _has_plane, export_variant, full_resolution_share
 
 
 def test_has_plane_finds_height_and_width_next_to_each_other() -> None:

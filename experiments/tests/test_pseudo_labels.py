@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest
 
+from experiments.pseudo_labels import CANVAS_MARGIN_PX, apply_pseudo_labels, in_air_canvas
+from experiments.pseudo_labels import main as pseudo_main
 from trainer.cli import main
 from trainer.config import REPO_ROOT, load_config
 from trainer.data.datasets import label_subset, patient_split
 from trainer.data.patches import PatchCache
-from trainer.pseudo import CANVAS_MARGIN_PX, apply_pseudo_labels, in_air_canvas
 
 TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 
@@ -37,8 +38,8 @@ def test_pseudo_labels_cover_exactly_the_unlabelled_training_crops(tiny_vois, tm
     assert main(["cache", *common]) == 0
     assert main(["finetune", *common, "--set", f"out_dir={tmp_path / 'teacher'}"]) == 0
     out = tmp_path / "pseudo.npz"
-    assert main(["pseudo-label", *common, "--teacher", str(tmp_path / "teacher" / "final.pt"),
-                 "--out", str(out)]) == 0
+    assert pseudo_main(["label", *common, "--teacher", str(tmp_path / "teacher" / "final.pt"),
+                        "--out", str(out)]) == 0
 
     cfg = load_config(TINY, [f"vois_dir={tiny_vois}", f"cache={tmp_path / 'cache.npz'}",
                              "label_fraction=0.5"])
@@ -67,8 +68,8 @@ def test_pseudo_labels_cover_exactly_the_unlabelled_training_crops(tiny_vois, tm
         start += size
 
     student = ["finetune", *common, "--set", f"out_dir={tmp_path / 'student'}",
-               "--set", f"pseudo_labels={out}"]
-    assert main(student) == 0
+               "--labels", str(out)]
+    assert pseudo_main(student) == 0
     import torch
 
     extra = torch.load(tmp_path / "student" / "final.pt", weights_only=False)["extra"]
@@ -82,26 +83,24 @@ def test_pseudo_labels_reject_wrong_files(tiny_vois, tmp_path, capsys):
     assert main(["cache", *common]) == 0
     assert main(["finetune", *common, "--set", f"out_dir={tmp_path / 't'}"]) == 0
     teacher = ["--teacher", str(tmp_path / "t" / "final.pt")]
-    capsys.readouterr()
-    assert main(["pseudo-label", *common, *teacher, "--out", str(tmp_path / "x.npz")]) == 2
-    assert "leaves no training patient unlabelled" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="leaves no training patient unlabelled"):
+        pseudo_main(["label", *common, *teacher, "--out", str(tmp_path / "x.npz")])
 
     half = [*common, "--set", "label_fraction=0.5"]
     out = tmp_path / "pseudo.npz"
-    assert main(["pseudo-label", *half, *teacher, "--out", str(out)]) == 0
-    capsys.readouterr()
+    assert pseudo_main(["label", *half, *teacher, "--out", str(out)]) == 0
     # With every training patient labelled, a pseudo-labelled crop would overwrite a real mask.
-    assert main(["finetune", *common, "--set", f"out_dir={tmp_path / 's'}",
-                 "--set", f"pseudo_labels={out}"]) == 2
-    assert "of a labelled, validation or test patient" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="of a labelled, validation or test patient"):
+        pseudo_main(["finetune", *common, "--set", f"out_dir={tmp_path / 's'}",
+                     "--labels", str(out)])
     with np.load(out) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["shapes"] = arrays["shapes"] + np.array([0, 1, 0])
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
-    assert main(["finetune", *half, "--set", f"out_dir={tmp_path / 's2'}",
-                 "--set", f"pseudo_labels={bad}"]) == 2
-    assert "has shape" in capsys.readouterr().err
-    assert main(["finetune", *half, "--set", f"out_dir={tmp_path / 's3'}",
-                 "--set", f"pseudo_labels={tmp_path / 'missing.npz'}"]) == 2
-    assert "pseudo-label file not found" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has shape"):
+        pseudo_main(["finetune", *half, "--set", f"out_dir={tmp_path / 's2'}",
+                     "--labels", str(bad)])
+    with pytest.raises(FileNotFoundError, match="pseudo-label file not found"):
+        pseudo_main(["finetune", *half, "--set", f"out_dir={tmp_path / 's3'}",
+                     "--labels", str(tmp_path / "missing.npz")])

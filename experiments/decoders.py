@@ -9,7 +9,7 @@ the first row, measured in the same run.
 
 Run from the repository root::
 
-    .venv/bin/python -m benchmarks.decoders --series /tmp/lidc/LIDC-IDRI-0002
+    .venv/bin/python -m experiments.decoders --series /tmp/lidc/LIDC-IDRI-0002
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ VARIANTS = (("concat", 12), ("concat", 8), ("concat", 16), ("additive", 12), ("a
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.decoders", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m experiments.decoders", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--series", required=True, help="series folder or .tar.xz")
     p.add_argument("--threads", type=int, default=cpu_threads())

@@ -1,4 +1,4 @@
-"""Image corruptions for restoration pretraining (after Models Genesis, Zhou et al. 2019/2021).
+"""Restoration pretraining (after Models Genesis, Zhou et al. 2019/2021): measured, not adopted.
 
 A U-Net learns to restore the centre slice of a patch from a corrupted copy: a random
 monotone intensity curve, pixels shuffled inside small tiles, and in-painting (boxes
@@ -6,13 +6,34 @@ replaced by noise) or out-painting (everything outside boxes replaced by noise).
 encoder learns texture and intensity, and, unlike VAE or contrastive pretraining, the
 decoder is trained too. Tensors are ``(n, c, h, w)`` with images in [0, 1]; the same
 corruption is applied to every channel (neighbouring slices) of a sample.
+
+Run from the repository root (``trainer`` config keys as ``--set KEY=VALUE``)::
+
+    python -m experiments.restoration pretrain --config trainer/configs/default.yaml \
+        --set out_dir=runs/restore
+    python -m experiments.restoration finetune --config trainer/configs/default.yaml \
+        --set init=runs/restore/final.pt --set out_dir=runs/ft_restore
+
+``finetune`` copies every weight of the restoration U-Net but its output head (encoder and
+decoder) into the segmentation U-Net, then fine-tunes as ``trainer finetune`` does.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from torch import nn
+
+from trainer.config import TrainConfig, load_config
+from trainer.data.augment import augment
+from trainer.nn.models import UNet
+from trainer.nn.transfer import copy_matching
+from trainer.train import loop
 
 
 @dataclass(frozen=True)
@@ -138,3 +159,94 @@ def corrupt(
         if draw[i, 2] < rates.paint:
             out[i] = paint(out[i], bool(draw[i, 3] < rates.outpaint), gen)
     return out
+
+
+class RestorationUNet(UNet):
+    """A :class:`trainer.nn.models.UNet` whose output is the restored centre slice (logits).
+
+    Same layers and names as the segmentation U-Net, so :func:`transfer_unet_body` can copy
+    its encoder and decoder; a separate class so that ``trainer export`` refuses it.
+    """
+
+
+def transfer_unet_body(
+    target: nn.Module, source_state: Mapping[str, torch.Tensor], head: str = "head."
+) -> list[str]:
+    """Copy every weight of a U-Net except its output head (encoder and decoder).
+
+    For a checkpoint of :func:`pretrain_restore`, whose U-Net learnt to restore images:
+    its decoder is trained as well, so more than the encoder can be reused.
+
+    ``target`` is the U-Net to initialise, ``source_state`` the state dict of one with the
+    same layers; the layers under ``head`` (the output layer) keep their fresh values, and
+    the names copied are returned.
+
+    Raises
+    ------
+    TransferError
+        If names or shapes differ (listed), e.g. for a VAE or a contrastive checkpoint.
+    """
+    src = {k: v for k, v in source_state.items() if not k.startswith(head)}
+    dst = {k: v for k, v in target.state_dict().items() if not k.startswith(head)}
+    return copy_matching(target, src, dst, "U-Net")
+
+
+def restoration_loss(model: nn.Module, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mean squared error of the restored centre slice of a corrupted batch ``x``."""
+    centre = x.shape[1] // 2
+    restored = torch.sigmoid(model(corrupt(x, gen)))
+    return torch.nn.functional.mse_loss(restored, x[:, centre:centre + 1])
+
+
+def pretrain_restore(cfg: TrainConfig) -> Path:
+    """Train a U-Net to restore corrupted unlabelled patches; return the final checkpoint."""
+    setup, run_dir = loop.Setup(cfg), loop.run_dir_of(cfg)
+    model = RestorationUNet(len(cfg.slice_offsets_mm), cfg.base_width, cfg.levels,
+                            cfg.max_width, decoder=cfg.decoder).to(setup.device)
+    val_gen = torch.Generator()
+    val_x = setup.tensor(setup.val_x)
+
+    def step() -> torch.Tensor:
+        x, _ = setup.unlabelled.sample(cfg.batch_size, cfg.negative_fraction)
+        x, _ = augment(setup.tensor(x), generator=setup.gen)
+        return restoration_loss(model, x, setup.gen)
+
+    def evaluate() -> dict:
+        # the same corruptions at every evaluation, so the curve compares like with like
+        return {"val_loss": float(restoration_loss(model, val_x, val_gen.manual_seed(cfg.seed)))}
+
+    history, seconds = loop.train_loop(setup, model, step, evaluate, run_dir)
+    return loop.finish(setup, model, history, seconds, run_dir)
+
+
+def finetune_from_restoration(cfg: TrainConfig) -> Path:
+    """Fine-tune a U-Net whose encoder and decoder start from ``cfg.init`` (a restoration run).
+
+    Raises
+    ------
+    ValueError
+        If ``cfg.init`` is empty.
+    """
+    if not cfg.init:
+        raise ValueError("finetune needs init=<restoration checkpoint>")
+    return loop.finetune(cfg, init_weights=transfer_unet_body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``pretrain`` or ``finetune`` with ``--config`` and ``--set`` options."""
+    parser = argparse.ArgumentParser(prog="python -m experiments.restoration",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("pretrain", "finetune"))
+    parser.add_argument("--config")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    run = pretrain_restore if args.command == "pretrain" else finetune_from_restoration
+    print(run(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
