@@ -14,8 +14,8 @@ from pathlib import Path
 
 from engines.base import Engine
 from engines.detect import auto_order, probe
+from engines.errors import EngineError
 from engines.spec import ModelSpec, read_spec, sidecar_path
-from pipeline.errors import EngineError
 
 log = logging.getLogger(__name__)
 
