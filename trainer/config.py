@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from trainer.data.augment import AugmentParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
 """U-Net decoders of :class:`trainer.nn.models.UNet`."""
 DICE_MODES = ("batch", "sample")
@@ -38,7 +37,10 @@ class TrainConfig:
     seed : int
         Seed of numpy and torch (data order, initialisation, augmentation).
     vois_dir : str
-        Crop folder (``image/``, ``nodule_mask/``, ``nodules.csv``).
+        Crop folder (``image/``, ``nodule_mask/``, ``nodules.csv``); required by ``cache``.
+    negative_slices : str
+        Comma-separated folders of adjacent unlabelled CT slices (DICOM) whose body gives
+        negative windows; a folder that does not exist is skipped. Empty for none.
     cache : str
         Preprocessed patch cache (``.npz``) built from ``vois_dir``.
     out_dir : str
@@ -107,7 +109,7 @@ class TrainConfig:
     """
 
     seed: int = 0
-    vois_dir: str = str(DEFAULT_VOIS)
+    vois_dir: str = ""
     cache: str = "runs/cache/patches.npz"
     out_dir: str = "runs/default"
     slice_offsets_mm: list = field(default_factory=lambda: [-2.0, 0.0, 2.0])
@@ -133,6 +135,7 @@ class TrainConfig:
     negative_fraction: float = 0.25
     subsolid_weight: float = 1.0
     crop_canvas: str = "air"
+    negative_slices: str = ""
     negative_series: str = ""
     negative_list: str = ""
     test_fraction: float = 0.2

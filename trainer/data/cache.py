@@ -19,15 +19,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.errors import ConfigError
 from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resample_inplane
-from trainer.config import REPO_ROOT, TrainConfig, spec_from_config
+from trainer.config import TrainConfig, spec_from_config
 from trainer.data.datasets import list_crops, read_crop
 from trainer.data.negatives import read_negative_series, reader_xml
 from trainer.data.series_list import read_listed_series, read_series_list
-
-_REFERENCE = REPO_ROOT.parent / "shared" / "data" / "dicom-reference"
-NEGATIVE_SOURCES = (_REFERENCE / "lungmask-slices",
-                    _REFERENCE / "dcmqi" / "data" / "segmentations" / "ct-3slice")
 
 
 def _model_slices(hu, mask, spacing, z, spec, roi=None):
@@ -66,12 +63,16 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
 
     Raises
     ------
+    ConfigError
+        If ``vois_dir`` is not set.
     FileNotFoundError, ValueError
         From :func:`trainer.data.datasets.list_crops` for a missing or malformed folder, and from
         :func:`trainer.data.negatives.read_negative_series` for a ``negative_series`` folder
         that is missing, holds no reader XML or is not one CT series, and from
         :mod:`trainer.data.series_list` for a wrong ``negative_list`` or entry.
     """
+    if not cfg.vois_dir:
+        raise ConfigError("vois_dir is not set: give the crop folder (--set vois_dir=DIR)")
     spec = spec_from_config(cfg)
     records = list_crops(cfg.vois_dir)
     series_folders = negative_series_folders(cfg)
@@ -86,7 +87,7 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
         labs.append(lab)
         meta.append({"name": rec.name, "patient": rec.patient, "texture": rec.texture,
                      "diameter_mm": rec.diameter_mm, "negative": False})
-    for folder in NEGATIVE_SOURCES:
+    for folder in (Path(p.strip()) for p in cfg.negative_slices.split(",") if p.strip()):
         neg = read_negative_slices(folder)
         if neg is None:
             continue
