@@ -23,6 +23,8 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("cache", "preprocess the crop folder into the patch cache"),
                        ("pretrain-vae", "VAE pretraining on unlabelled patches"),
@@ -196,11 +198,21 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
+USER_ERRORS = (LungSegError, ValueError, FileNotFoundError)
+"""What bad input raises (config, arguments, missing files): one line, no traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: clear one-line errors for bad input instead of tracebacks."""
+    """Console entry point: a one-line error for bad input, the traceback of anything else.
+
+    With ``--debug`` (before the command) every error shows its traceback.
+    """
+    argv = sys.argv[1:] if argv is None else argv
     try:
         return run(argv)
-    except (LungSegError, ValueError, FileNotFoundError, TypeError) as exc:
+    except USER_ERRORS as exc:
+        if "--debug" in argv:
+            raise
         print(f"trainer: error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,9 @@ TRAIN_CANVASES = (*CANVASES, *LUNG_CANVASES)
 class TrainConfig:
     """Every setting of pretraining, fine-tuning and export (flat, so overrides stay simple).
 
+    The defaults are the shipped model's recipe (``trainer/configs/default.yaml`` adds the
+    paths of its data).
+
     Attributes
     ----------
     seed : int
@@ -120,7 +123,7 @@ class TrainConfig:
     base_width: int = 16
     levels: int = 4
     max_width: int = 128
-    decoder: str = "concat"
+    decoder: str = "additive"
     latent_channels: int = 32
     beta: float = 0.01
     proj_dim: int = 64
@@ -132,7 +135,7 @@ class TrainConfig:
     steps: int = 1000
     label_fraction: float = 1.0
     init: str = ""
-    negative_fraction: float = 0.25
+    negative_fraction: float = 0.5
     subsolid_weight: float = 1.0
     crop_canvas: str = "air"
     negative_slices: str = ""
@@ -153,7 +156,7 @@ class TrainConfig:
     num_threads: int = 2
     threshold: float = 0.5
     min_lesion_volume_mm3: float = 10.0
-    model_version: str = "1.0.0"
+    model_version: str = "1.3.2"
 
     def __post_init__(self) -> None:
         for name in ("label_fraction", "negative_fraction"):
@@ -269,12 +272,15 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
 RETIRED_KEYS = {"init_scope": "encoder", "negative_islands": 0.0, "vae_augment_prob": 0.0,
                 "vae_checkpoint": "", "pseudo_labels": ""}
 """Keys of experiments that left the trainer (``experiments/``), with their neutral values."""
+EARLIER_DEFAULTS = {"decoder": "concat", "negative_fraction": 0.25, "model_version": "1.0.0"}
+"""Defaults before they became the shipped recipe: a saved config without the key meant these."""
 
 
 def config_from_saved(values: dict[str, Any]) -> TrainConfig:
     """Build the config saved in a checkpoint or sidecar, also one of an older trainer.
 
-    Retired keys (:data:`RETIRED_KEYS`) at their neutral value are dropped.
+    Retired keys (:data:`RETIRED_KEYS`) at their neutral value are dropped; a key the saved
+    config lacks takes its default of that time (:data:`EARLIER_DEFAULTS`).
 
     Raises
     ------
@@ -289,7 +295,8 @@ def config_from_saved(values: dict[str, Any]) -> TrainConfig:
     if used:
         raise ConfigError(f"the saved config uses settings no longer in the trainer: {used} "
                           "(see experiments/README.md)")
-    return build_config({k: v for k, v in values.items() if k not in RETIRED_KEYS})
+    kept = {k: v for k, v in values.items() if k not in RETIRED_KEYS}
+    return build_config({**EARLIER_DEFAULTS, **kept})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -47,5 +47,34 @@ def test_saved_configs_of_older_trainers_still_load():
     assert "pseudo_labels" in saved and "vae_augment_prob" in saved
     cfg = config_from_saved(saved)
     assert cfg.decoder == "additive" and cfg.steps == saved["steps"]
+    older = {k: v for k, v in saved.items() if k not in ("decoder", "negative_fraction")}
+    assert config_from_saved(older).decoder == "concat"  # the default when it was saved
+    assert config_from_saved(older).negative_fraction == 0.25
     with pytest.raises(ConfigError, match="no longer in the trainer.*negative_islands"):
         config_from_saved({**saved, "negative_islands": 0.2})
+
+
+def test_cli_one_line_for_user_errors_traceback_for_bugs(monkeypatch, capsys, tmp_path):
+    from trainer import cli
+
+    missing = str(tmp_path / "none.yaml")
+    assert cli.main(["cache", "--config", missing]) == 2
+    assert capsys.readouterr().err.strip() == f"trainer: error: config file not found: {missing}"
+    with pytest.raises(ConfigError, match="config file not found"):
+        cli.main(["--debug", "cache", "--config", missing])
+
+    def bug(args):
+        raise TypeError("a programming error")
+
+    monkeypatch.setattr(cli, "_config", bug)
+    with pytest.raises(TypeError, match="a programming error"):
+        cli.main(["cache"])
+
+
+def test_defaults_are_the_shipped_recipe():
+    from trainer.config import TrainConfig
+
+    recipe = load_config(REPO_ROOT / "trainer" / "configs" / "default.yaml").to_dict()
+    defaults = TrainConfig().to_dict()
+    differ = {k for k in defaults if defaults[k] != recipe[k]}
+    assert differ == {"vois_dir", "negative_slices"}  # the data paths only
