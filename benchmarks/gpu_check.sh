@@ -11,8 +11,9 @@
 # written to $OUT/gpu_check.json.
 #
 # Needs python3 with PyTorch (CUDA) and numpy. Reading the series needs pydicom; the full
-# pipeline stage also needs SimpleITK and highdicom: wheels placed in .whl/ (see
-# benchmarks/gpu_wheels.sh) are installed into a temporary folder first, without network.
+# pipeline stage also needs SimpleITK and highdicom: wheels placed in .whl/ (for example by
+# `pip download` on a machine with network) are installed into a temporary folder first,
+# without network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"

@@ -12,17 +12,18 @@ place, and the model is run twice on the same inserted nodule:
   :func:`pipeline.postprocess.label_lesions` with the sidecar's minimum volume and shape
   gate); *found* when a kept component touches the nodule;
 - **air**: the blended crop alone (its own slices and in-plane extent) in an air canvas
-  (:func:`trainer.evaluate.embed_in_air`, the crop protocol), the same post-processing.
+  (:func:`trainer.evaluation.evaluate.embed_in_air`, the crop protocol), the same post-processing.
 
 Dice is the per-nodule 3D Dice on the host grid. The host must be an LIDC series with its
 reader XML: places within 30 mm of any reader's mark are not used
-(:func:`trainer.negatives.read_negative_series`), and a nodule is centred on aerated lung
+(:func:`trainer.data.negatives.read_negative_series`), and a nodule is centred on aerated lung
 (at most -500 HU) with at least 90 % of its blended region inside the lung mask.
 
-The blend is the one ``crop_canvas=air+lung`` trains with (:func:`trainer.patches.lesion_weight`:
-the crop is kept whole within 2.3 mm of the nodule's footprint and fades into the host over
-the next 4.7 mm); the crop also fades in from its own border over 4.7 mm, so a nodule near
-the crop's border loses part of its margin rather than bringing an edge along.
+The blend is the one ``crop_canvas=air+lung`` trains with
+(:func:`trainer.data.patches.lesion_weight`: the crop is kept whole within 2.3 mm of the
+nodule's footprint and fades into the host over the next 4.7 mm); the crop also fades in
+from its own border over 4.7 mm, so a nodule near the crop's border loses part of its
+margin rather than bringing an edge along.
 Nodules cut by the crop's border are skipped. It is a synthetic check: the crop's own lung
 comes with it, and scanner, dose and reconstruction kernel may differ between crop and
 host. It measures the effect of the surroundings, not a sensitivity on real series.
@@ -44,15 +45,15 @@ from pathlib import Path
 import numpy as np
 
 from trainer.config import TrainConfig
-from trainer.data import CropRecord, read_crop
-from trainer.evaluate import SIZE_BINS, embed_in_air, select_records
-from trainer.metrics import overlap_metrics
-from trainer.patches import (
+from trainer.data.datasets import CropRecord, read_crop
+from trainer.data.patches import (
     PARENCHYMA_MAX_HU,
     PASTE_FEATHER_PX,
     PASTE_GROW_PX,
     lesion_weight,
 )
+from trainer.evaluation.evaluate import SIZE_BINS, embed_in_air, select_records
+from trainer.evaluation.metrics import overlap_metrics
 
 KEEP_MM = PASTE_GROW_PX * TrainConfig.pixel_spacing_mm
 FADE_MM = PASTE_FEATHER_PX * TrainConfig.pixel_spacing_mm
@@ -100,12 +101,12 @@ def load_host(folder: str | Path) -> Host:
     Raises
     ------
     FileNotFoundError, ValueError
-        As :func:`trainer.negatives.read_negative_series`.
+        As :func:`trainer.data.negatives.read_negative_series`.
     """
     from pipeline.lungs import fast_lung_mask
     from pipeline.series import load_series_dir
-    from trainer.lidc import read_all_marks
-    from trainer.negatives import negative_centres, reader_xml
+    from trainer.data.lidc import read_all_marks
+    from trainer.data.negatives import negative_centres, reader_xml
 
     xml = reader_xml(folder)
     series = load_series_dir(folder)
@@ -228,7 +229,7 @@ def score_nodule(engine, box: dict, spacing: tuple) -> dict:
     its voxel AUC).
     """
     from pipeline.inference import segment_with_engine
-    from trainer.evaluate import model_probabilities
+    from trainer.evaluation.evaluate import model_probabilities
 
     spec = engine.spec
     ref = box["ref"]

@@ -14,13 +14,11 @@ from pathlib import Path
 
 from engines.base import Engine
 from engines.detect import auto_order, probe
+from engines.errors import EngineError
 from engines.spec import ModelSpec, read_spec, sidecar_path
-from pipeline.errors import EngineError
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "lungseg-unet.onnx"
 KINDS = ("auto", "onnx", "torch", "tensorrt")
 
 _BACKENDS = {
@@ -31,8 +29,15 @@ _BACKENDS = {
 
 
 def default_model_path() -> Path:
-    """Return the shipped default model (``models/lungseg-unet.onnx``)."""
-    return DEFAULT_MODEL
+    """Return the shipped default model (``lungseg-unet.onnx`` of :mod:`lungseg_models`).
+
+    In a checkout that is not installed, the ``models/`` folder beside this package.
+    """
+    try:
+        from lungseg_models import default_model_path as installed
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "models" / "lungseg-unet.onnx"
+    return installed()
 
 
 def check_model_files(model_path: str | Path | None) -> Path:

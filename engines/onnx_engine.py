@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import Engine
+from engines.errors import EngineError
 from engines.quantize import int8_path
 from engines.spec import read_spec, sidecar_path
 from engines.trt_cache import file_sha256
-from pipeline.errors import EngineError
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 PRECISIONS = ("auto", "fp32", "int8")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.errors import EngineError
 from engines.spec import read_spec, write_spec
 from engines.trt_cache import file_sha256
-from pipeline.errors import EngineError
 
 
 def int8_path(model_path: str | Path) -> Path:

@@ -64,7 +64,7 @@ class ModelSpec:
         spine and the mediastinum. A model's false positives are measured in the region it
         declares; sidecars without the key are ``'lung'``.
     extra : dict
-        Free-form provenance: training data, split, metrics, anomaly-score statistics.
+        Free-form provenance: training data, split, metrics.
     """
 
     name: str

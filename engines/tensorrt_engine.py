@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import Engine
+from engines.errors import EngineError
 from engines.trt_cache import (
     Profile,
     cache_key,
@@ -23,7 +24,6 @@ from engines.trt_cache import (
     file_sha256,
     stale_engines,
 )
-from pipeline.errors import EngineError
 
 log = logging.getLogger(__name__)
 WORKSPACE_BYTES = 2 << 30

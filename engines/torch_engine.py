@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import Engine
-from pipeline.errors import EngineError
+from engines.errors import EngineError
 
 DTYPES = ("fp32", "fp16", "bf16")
 

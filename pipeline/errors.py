@@ -1,17 +1,5 @@
-"""Exception hierarchy shared by the pipeline, engines, trainer and plugin."""
+"""The lungseg exception hierarchy (defined in :mod:`engines.errors`, the bottom layer)."""
 
+from engines.errors import ConfigError, EngineError, LungSegError, SeriesRejected
 
-class LungSegError(Exception):
-    """Base class of every error lungseg raises on purpose."""
-
-
-class SeriesRejected(LungSegError):
-    """A series is not suitable for lesion segmentation (the message says why)."""
-
-
-class EngineError(LungSegError):
-    """An inference engine could not be loaded or failed to run."""
-
-
-class ConfigError(LungSegError):
-    """A configuration value is missing or invalid (the message names the key)."""
+__all__ = ["ConfigError", "EngineError", "LungSegError", "SeriesRejected"]

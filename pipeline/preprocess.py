@@ -386,8 +386,10 @@ def prepare_slices(
 ) -> ModelInput:
     """Build the model input for the slices of ``roi`` (default: the whole volume).
 
-    Neighbouring slices for 2.5D context are taken from the whole volume, so slices at the
-    edge of the region still see their real neighbours.
+    One batch of :func:`pipeline.streaming.iter_model_inputs`, so training, crop evaluation
+    and the product path share one implementation of the model input. Neighbouring slices
+    for 2.5D context are taken from the whole volume, so slices at the edge of the region
+    still see their real neighbours.
 
     Parameters
     ----------
@@ -406,14 +408,13 @@ def prepare_slices(
     -------
     ModelInput
     """
+    from pipeline.streaming import iter_model_inputs  # streaming builds on this module
+
     if roi is None:
         roi = (slice(0, hu.shape[0]), slice(0, hu.shape[1]), slice(0, hu.shape[2]))
-    window = hu[:, roi[1], roi[2]]
-    unit = hu_to_unit(window, spec.hu_window)
-    stack = context_stack(unit, z_positions_mm, spec.slice_offsets_mm)[roi[0]]
-    stack = resample_inplane(stack, (spacing[1], spacing[2]), spec.pixel_spacing_mm)
-    batch, resampled = pad_to_multiple(stack, spec.size_multiple)
-    return ModelInput(np.ascontiguousarray(batch, dtype=np.float32), roi, resampled)
+    n = roi[0].stop - roi[0].start
+    inp = next(iter_model_inputs(hu, spacing, z_positions_mm, spec, roi, batch_size=max(n, 1)))
+    return ModelInput(np.ascontiguousarray(inp.batch, dtype=np.float32), roi, inp.resampled_yx)
 
 
 def restore_probabilities(

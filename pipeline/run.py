@@ -35,7 +35,8 @@ class PipelineConfig:
     Attributes
     ----------
     segmenter : {'auto', 'model', 'threshold', 'kmeans'}
-        ``auto`` uses the model when the model file exists, else the threshold baseline.
+        ``auto`` and ``model`` use the model and fail when its file is missing; the
+        baselines run only when asked for by name.
     engine : str
         :func:`engines.create_engine` kind.
     model_path : str, optional
@@ -129,7 +130,7 @@ class Segmenter:
         Raises
         ------
         ConfigError
-            If ``segmenter='model'`` and the model file does not exist.
+            If the model file does not exist (``segmenter`` ``auto`` or ``model``).
         EngineError
             If the engine cannot load the model.
         """
@@ -139,10 +140,10 @@ class Segmenter:
             return cls(config.segmenter)
         path = Path(config.model_path) if config.model_path else engines.default_model_path()
         if not path.is_file():
-            if config.segmenter == "model":
-                raise ConfigError(f"model file not found: {path} (segmenter='model')")
-            log.warning("no model at %s: using the threshold baseline", path)
-            return cls("threshold")
+            raise ConfigError(
+                f"model file not found: {path} (segmenter={config.segmenter!r}); give a model "
+                "file, or ask for a baseline by name (segmenter 'threshold' or 'kmeans')"
+            )
         options = dict(config.engine_options)
         if config.threads:
             options.setdefault("threads", config.threads)

@@ -1,7 +1,7 @@
 """``trainer`` command line.
 
-Commands: crops, cache, pretrain-vae, pretrain-contrastive, pretrain-restore, finetune,
-pseudo-label, evaluate, export, shape-limits, study.
+Commands: crops, cache, pretrain-vae, pretrain-contrastive, finetune, evaluate, export,
+shape-limits, study.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from engines.onnx_engine import PRECISIONS
 from pipeline.errors import LungSegError
-from trainer.config import CANVASES
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -24,23 +23,19 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainer", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("cache", "preprocess the crop folder into the patch cache"),
                        ("pretrain-vae", "VAE pretraining on unlabelled patches"),
                        ("pretrain-contrastive", "SimCLR pretraining (init= a VAE to chain)"),
-                       ("pretrain-restore", "U-Net restoration pretraining (Models Genesis)"),
                        ("finetune", "U-Net fine-tuning (init= a pretraining checkpoint)")):
         _add_config(sub.add_parser(name, help=text))
     cr = sub.add_parser("crops", help="cut the lesions of whole series (a series list, "
-                        "trainer/series_list.py) into the crop layout")
+                        "trainer/data/series_list.py) into the crop layout")
     cr.add_argument("--list", required=True, help="series list (JSON)")
     cr.add_argument("--out", required=True, help="new crop folder (image/, nodule_mask/, "
                     "nodules.csv)")
-    pl = sub.add_parser("pseudo-label", help="label the crops of the training patients "
-                        "outside label_fraction with a teacher (for pseudo_labels=FILE)")
-    _add_config(pl)
-    pl.add_argument("--teacher", required=True, help="fine-tuned U-Net checkpoint (.pt)")
-    pl.add_argument("--out", required=True, help="output .npz")
     ev = sub.add_parser("evaluate", help="evaluate an exported model (or a baseline)")
     ev.add_argument("--model", help="exported .onnx (default models/lungseg-unet.onnx)")
     ev.add_argument("--baseline", choices=("threshold", "kmeans"),
@@ -49,15 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--patients", help="JSON list or comma list restricting the crops")
     ev.add_argument("--series", help="DICOM series folder")
     ev.add_argument("--list", dest="series_list",
-                    help="series list (JSON, trainer/series_list.py): every series, pooled")
+                    help="series list (JSON, trainer/data/series_list.py): every series, pooled")
     ev.add_argument("--mask", help="reference mask (NIfTI) on the series grid")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="onnx engine precision (auto: the int8 model beside MODEL when it was "
                     "quantised from it, as lungseg runs it)")
-    ev.add_argument("--canvas", choices=CANVASES, default="air",
-                    help="what surrounds each crop: air (the default training canvas) or its "
-                    "own mirrored image (reflect)")
     ev.add_argument("--components", metavar="DIR",
                     help="with --series: save a PNG view of every kept component here")
     ev.add_argument("--json", required=True, help="output JSON")
@@ -70,8 +62,6 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-pt2", action="store_true")
     ex.add_argument("--model-version", help="sidecar version (enters the output UIDs); "
                     "default: the checkpoint's model_version")
-    ex.add_argument("--vae", help="VAE checkpoint: also export <out stem>-vae.onnx, an anomaly "
-                    "score, with its validation statistics in the sidecar")
     sl = sub.add_parser("shape-limits", help="derive the shape gate from the model's "
                         "predictions on the training crops; write it into the sidecar(s)")
     _add_config(sl)
@@ -112,15 +102,15 @@ def _patients(text: str | None) -> list[str] | None:
 
 
 def _evaluate(args) -> dict:
-    from trainer import evaluate as ev
+    from trainer.evaluation import evaluate as ev
 
     if sum(map(bool, (args.vois, args.series, args.series_list))) != 1:
         raise ValueError("evaluate needs exactly one of --vois, --series (with --mask) or --list")
     if (args.mask or args.components) and not args.series:
         raise ValueError("--mask and --components need --series")
     if args.series_list:
-        from trainer.evaluate_list import evaluate_series_list
-        from trainer.series_list import read_series_list
+        from trainer.data.series_list import read_series_list
+        from trainer.evaluation.evaluate_list import evaluate_series_list
 
         return evaluate_series_list(read_series_list(args.series_list),
                                     args.baseline or "model", args.model, args.threads,
@@ -138,13 +128,13 @@ def _evaluate(args) -> dict:
 
     with create_engine("onnx", args.model, threads=args.threads,
                        precision=args.precision) as engine:
-        segmenter = ev.crop_model_segmenter(engine, canvas=args.canvas)
+        segmenter = ev.crop_model_segmenter(engine)
         result = ev.evaluate_crops(segmenter, records, True, engine.spec.shape_limits)
-        return {"engine": engine.describe(), "canvas": args.canvas, **result}
+        return {"engine": engine.describe(), "canvas": "air", **result}
 
 
 def _shape_limits(args) -> None:
-    from trainer import shape_limits as sl
+    from trainer.evaluation import shape_limits as sl
 
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"model {args.model} does not exist")
@@ -156,7 +146,7 @@ def _shape_limits(args) -> None:
 
 
 def _study(args) -> None:
-    from trainer import study
+    from trainer.evaluation import study
 
     cfg = _config(args)
     root = Path(args.root)
@@ -165,34 +155,29 @@ def _study(args) -> None:
         study.train_stage(args.config, args.overrides, root, fractions, args.pretrain_steps,
                           args.finetune_steps, args.jobs, args.deadline_s)
     if args.stage in ("report", "all"):
-        from trainer.report import write_report
+        from trainer.evaluation.report import write_report
 
-        write_report(cfg, root, fractions, Path(args.results))
+        write_report(cfg, root, fractions, Path(args.results), args.config)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = _parser().parse_args(argv)
-    from trainer import train
+    from trainer.train import loop as train
 
     commands = {"pretrain-vae": train.pretrain_vae, "finetune": train.finetune,
-                "pretrain-contrastive": train.pretrain_contrastive,
-                "pretrain-restore": train.pretrain_restore}
+                "pretrain-contrastive": train.pretrain_contrastive}
     if args.command == "crops":
-        from trainer.crops import write_crops
-        from trainer.series_list import read_series_list
+        from trainer.data.crops import write_crops
+        from trainer.data.series_list import read_series_list
 
         print(json.dumps(write_crops(read_series_list(args.list), args.out)))
     elif args.command == "cache":
-        from trainer.cache import build_cache
+        from trainer.data.cache import build_cache
 
         print(build_cache(_config(args)))
     elif args.command in commands:
         print(commands[args.command](_config(args)))
-    elif args.command == "pseudo-label":
-        from trainer.pseudo import write_pseudo_labels
-
-        print(write_pseudo_labels(_config(args), args.teacher, args.out))
     elif args.command == "evaluate":
         result = _evaluate(args)
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -202,16 +187,9 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "shape-limits":
         _shape_limits(args)
     elif args.command == "export":
-        from trainer.export import export_checkpoint
+        from trainer.export.exporter import export_checkpoint
 
         extra = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-        if args.vae:
-            from trainer.anomaly import export_anomaly
-            from trainer.checkpoint import model_from_checkpoint
-
-            out = Path(args.out)
-            cfg = model_from_checkpoint(args.checkpoint[0])[1]
-            extra["anomaly"] = export_anomaly(args.vae, out.with_name(out.stem + "-vae.onnx"), cfg)
         spec, parity = export_checkpoint(args.checkpoint, args.out, extra, not args.no_pt2,
                                          args.model_version)
         print(f"exported {args.out} (max |onnx - torch| = {parity:.2e})")
@@ -220,11 +198,21 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
+USER_ERRORS = (LungSegError, ValueError, FileNotFoundError)
+"""What bad input raises (config, arguments, missing files): one line, no traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: clear one-line errors for bad input instead of tracebacks."""
+    """Console entry point: a one-line error for bad input, the traceback of anything else.
+
+    With ``--debug`` (before the command) every error shows its traceback.
+    """
+    argv = sys.argv[1:] if argv is None else argv
     try:
         return run(argv)
-    except (LungSegError, ValueError, FileNotFoundError, TypeError) as exc:
+    except USER_ERRORS as exc:
+        if "--debug" in argv:
+            raise
         print(f"trainer: error: {exc}", file=sys.stderr)
         return 2
 

@@ -12,22 +12,18 @@ from engines.spec import ModelSpec
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trainer.augment import AugmentParams
+    from trainer.data.augment import AugmentParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VOIS = REPO_ROOT.parent / "shared" / "data" / "lidc-nodule-vois"
 DECODERS = ("concat", "additive")
-"""U-Net decoders of :class:`trainer.models.UNet`."""
+"""U-Net decoders of :class:`trainer.nn.models.UNet`."""
 DICE_MODES = ("batch", "sample")
 """Soft Dice of fine-tuning: pooled over the batch, or averaged over the lesion patches."""
-INIT_SCOPES = ("encoder", "unet")
-"""What ``init`` copies into the U-Net: the encoder, or every weight but the output head
-(for a checkpoint of ``trainer pretrain-restore``, whose decoder is trained too)."""
-CANVASES = ("air", "reflect")
-"""What surrounds a crop: air, or its own mirrored image (training patches and evaluation)."""
-LUNG_CANVASES = ("lung", "air+lung")
-"""Training canvases that need lesion-free lung of a ``negative_series``: that lung (``lung``),
-or air and that lung drawn with equal probability (``air+lung``)."""
+CANVASES = ("air",)
+"""What surrounds a crop in evaluation: air, as in training."""
+LUNG_CANVASES = ("air+lung",)
+"""Training canvases that need lesion-free lung of a ``negative_series``: air and that lung
+drawn with equal probability (``air+lung``)."""
 TRAIN_CANVASES = (*CANVASES, *LUNG_CANVASES)
 """Every canvas a training patch may use."""
 
@@ -36,12 +32,18 @@ TRAIN_CANVASES = (*CANVASES, *LUNG_CANVASES)
 class TrainConfig:
     """Every setting of pretraining, fine-tuning and export (flat, so overrides stay simple).
 
+    The defaults are the shipped model's recipe (``trainer/configs/default.yaml`` adds the
+    paths of its data).
+
     Attributes
     ----------
     seed : int
         Seed of numpy and torch (data order, initialisation, augmentation).
     vois_dir : str
-        Crop folder (``image/``, ``nodule_mask/``, ``nodules.csv``).
+        Crop folder (``image/``, ``nodule_mask/``, ``nodules.csv``); required by ``cache``.
+    negative_slices : str
+        Comma-separated folders of adjacent unlabelled CT slices (DICOM) whose body gives
+        negative windows; a folder that does not exist is skipped. Empty for none.
     cache : str
         Preprocessed patch cache (``.npz``) built from ``vois_dir``.
     out_dir : str
@@ -53,7 +55,7 @@ class TrainConfig:
     base_width, levels, max_width : int
         U-Net width at full resolution, number of downsamplings, channel cap.
     decoder : {'concat', 'additive'}
-        U-Net decoder (:class:`trainer.models.UNet`); ``additive`` is cheaper on a CPU.
+        U-Net decoder (:class:`trainer.nn.models.UNet`); ``additive`` is cheaper on a CPU.
     latent_channels, beta : int, float
         VAE latent channels and KL weight.
     proj_dim, temperature : int, float
@@ -64,31 +66,23 @@ class TrainConfig:
         Fraction of training patients whose labels fine-tuning uses.
     init : str
         Pretraining checkpoint whose encoder initialises the U-Net ("" = from scratch).
-    init_scope : {'encoder', 'unet'}
-        Weights ``init`` copies: the encoder (VAE, contrastive or restoration checkpoint),
-        or encoder and decoder, all but the output head (restoration checkpoint only).
     negative_fraction : float
         Share of fine-tuning patches taken from lesion-free lung.
     subsolid_weight : float
         How much more often a part-solid or non-solid (ground-glass) crop is drawn than a
         solid one (1 = uniform over crops).
-    negative_islands : float
-        Share of the negative patches that are lesion-free lung of a ``negative_series``
-        cut to a random crop's size and placed in air as crops are, so an island of lung in
-        air is no cue to a lesion (:class:`trainer.patches.PatchSampler`).
-    crop_canvas : {'air', 'reflect', 'lung', 'air+lung'}
-        What surrounds a crop in its training patch: air, the crop mirrored at its edges
-        (lung texture continues, so the crop's border is no cue), a lesion-free lung window
-        of a ``negative_series`` with the lesion blended in, or air and lung half each.
+    crop_canvas : {'air', 'air+lung'}
+        What surrounds a crop in its training patch: air, or, for half the crops, a
+        lesion-free lung window of a ``negative_series`` with the lesion blended in.
     negative_series : str
         Comma-separated folders of whole LIDC series (DICOM plus reader XML) whose lung,
         less every reader's mark, gives lesion-free negative windows
-        (:mod:`trainer.negatives`); empty for none. Those patients' whole series are then
+        (:mod:`trainer.data.negatives`); empty for none. Those patients' whole series are then
         no longer unseen: evaluate on the others.
     negative_list : str
         JSON file listing whole CT series of any source for lesion-free negative windows,
         each with a mask of its lesions or declared lesion-free
-        (:mod:`trainer.series_list`); empty for none.
+        (:mod:`trainer.data.series_list`); empty for none.
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -104,14 +98,7 @@ class TrainConfig:
     aug_gamma, aug_kernel : float
         Largest ``|log gamma|`` of a random intensity curve, and largest blur-or-sharpen
         amount standing in for other reconstruction kernels
-        (:class:`trainer.augment.AugmentParams`); 0 for none, as every shipped model.
-    vae_augment_prob, vae_checkpoint
-        Probability of replacing a fine-tuning image by a VAE re-synthesis, and the VAE used.
-    pseudo_labels : str
-        File of ``trainer pseudo-label``: a teacher's masks of the crops of the training
-        patients outside ``label_fraction``; fine-tuning then also trains on those crops
-        (self-training, :mod:`trainer.pseudo`). ``subsolid_weight`` still reads those
-        crops' texture from ``nodules.csv``. Empty for none.
+        (:class:`trainer.data.augment.AugmentParams`); 0 for none, as every shipped model.
     eval_every : int
         Steps between validation passes.
     device : str
@@ -125,7 +112,7 @@ class TrainConfig:
     """
 
     seed: int = 0
-    vois_dir: str = str(DEFAULT_VOIS)
+    vois_dir: str = ""
     cache: str = "runs/cache/patches.npz"
     out_dir: str = "runs/default"
     slice_offsets_mm: list = field(default_factory=lambda: [-2.0, 0.0, 2.0])
@@ -136,7 +123,7 @@ class TrainConfig:
     base_width: int = 16
     levels: int = 4
     max_width: int = 128
-    decoder: str = "concat"
+    decoder: str = "additive"
     latent_channels: int = 32
     beta: float = 0.01
     proj_dim: int = 64
@@ -148,11 +135,10 @@ class TrainConfig:
     steps: int = 1000
     label_fraction: float = 1.0
     init: str = ""
-    init_scope: str = "encoder"
-    negative_fraction: float = 0.25
+    negative_fraction: float = 0.5
     subsolid_weight: float = 1.0
-    negative_islands: float = 0.0
     crop_canvas: str = "air"
+    negative_slices: str = ""
     negative_series: str = ""
     negative_list: str = ""
     test_fraction: float = 0.2
@@ -165,19 +151,15 @@ class TrainConfig:
     aug_noise: float = 0.02
     aug_gamma: float = 0.0
     aug_kernel: float = 0.0
-    vae_augment_prob: float = 0.0
-    vae_checkpoint: str = ""
-    pseudo_labels: str = ""
     eval_every: int = 200
     device: str = "cpu"
     num_threads: int = 2
     threshold: float = 0.5
     min_lesion_volume_mm3: float = 10.0
-    model_version: str = "1.0.0"
+    model_version: str = "1.3.2"
 
     def __post_init__(self) -> None:
-        for name in ("label_fraction", "negative_fraction", "negative_islands",
-                     "vae_augment_prob"):
+        for name in ("label_fraction", "negative_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.subsolid_weight <= 0.0:
@@ -205,9 +187,6 @@ class TrainConfig:
                 f"crop_canvas must be one of {TRAIN_CANVASES}, got {self.crop_canvas!r}")
         if self.dice_mode not in DICE_MODES:
             raise ConfigError(f"dice_mode must be one of {DICE_MODES}, got {self.dice_mode!r}")
-        if self.init_scope not in INIT_SCOPES:
-            raise ConfigError(
-                f"init_scope must be one of {INIT_SCOPES}, got {self.init_scope!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -223,7 +202,7 @@ class TrainConfig:
 
     def augment_params(self) -> AugmentParams:
         """Return the augmentation ranges of this config."""
-        from trainer.augment import AugmentParams
+        from trainer.data.augment import AugmentParams
 
         return AugmentParams(scale=(self.aug_scale[0], self.aug_scale[1]),
                              contrast=self.aug_contrast, shift=self.aug_shift,
@@ -288,6 +267,36 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"unknown config keys: {unknown}; known keys: {sorted(known)}")
     typed = {k: _coerce(k, getattr(defaults, k), v) for k, v in values.items()}
     return TrainConfig(**typed)
+
+
+RETIRED_KEYS = {"init_scope": "encoder", "negative_islands": 0.0, "vae_augment_prob": 0.0,
+                "vae_checkpoint": "", "pseudo_labels": ""}
+"""Keys of experiments that left the trainer (``experiments/``), with their neutral values."""
+EARLIER_DEFAULTS = {"decoder": "concat", "negative_fraction": 0.25, "model_version": "1.0.0"}
+"""Defaults before they became the shipped recipe: a saved config without the key meant these."""
+
+
+def config_from_saved(values: dict[str, Any]) -> TrainConfig:
+    """Build the config saved in a checkpoint or sidecar, also one of an older trainer.
+
+    Retired keys (:data:`RETIRED_KEYS`) at their neutral value are dropped; a key the saved
+    config lacks takes its default of that time (:data:`EARLIER_DEFAULTS`).
+
+    Raises
+    ------
+    ConfigError
+        If a retired key holds another value (the run used an experiment no longer in the
+        trainer), or as :func:`build_config`.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"config must be a mapping, got {type(values).__name__}")
+    used = sorted(k for k, neutral in RETIRED_KEYS.items()
+                  if k in values and values[k] != neutral)
+    if used:
+        raise ConfigError(f"the saved config uses settings no longer in the trainer: {used} "
+                          "(see experiments/README.md)")
+    kept = {k: v for k, v in values.items() if k not in RETIRED_KEYS}
+    return build_config({**EARLIER_DEFAULTS, **kept})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

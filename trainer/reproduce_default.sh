@@ -57,7 +57,7 @@ stage finetune "$TRAINER" finetune "${COMMON[@]}" --set cache="$OUT/negatives.np
     --set negative_series="$NEG" --set init="$OUT/vae/final.pt" --set steps="$FT_STEPS" \
     --set out_dir="$OUT/unet"
 stage export "$TRAINER" export --checkpoint "$OUT/unet/final.pt" --out "$OUT/lungseg-unet.onnx" \
-    --vae "$OUT/vae/final.pt" --no-pt2 --model-version "$MODEL_VERSION"
+    --no-pt2 --model-version "$MODEL_VERSION"
 stage shape_limits "$TRAINER" shape-limits --model "$OUT/lungseg-unet.onnx" --vois "$VOIS"
 
 "$VENV/bin/python" - "$OUT" <<'PY'

@@ -124,7 +124,7 @@ def test_real_crop_in_a_real_lung_with_the_shipped_model():
         pytest.skip(f"LIDC-IDRI-0001 series or nodule crops not available under {DATA}")
     from benchmarks.nodules_in_context import load_host, run
     from engines import create_engine
-    from trainer.evaluate import select_records
+    from trainer.evaluation.evaluate import select_records
 
     host = load_host(xmls[0].parent)
     records = [r for r in select_records(vois) if r.name in ("LIDC-IDRI-0043_R_3",

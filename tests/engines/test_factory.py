@@ -34,10 +34,20 @@ def test_missing_sidecar_is_an_engine_error(tiny_model: Path, tmp_path: Path) ->
 
 def test_default_model_absent_gives_a_hint(monkeypatch: pytest.MonkeyPatch,
                                            tmp_path: Path) -> None:
-    monkeypatch.setattr("engines.DEFAULT_MODEL", tmp_path / "lungseg-unet.onnx")
+    monkeypatch.setattr("lungseg_models.default_model_path",
+                        lambda: tmp_path / "lungseg-unet.onnx")
     assert default_model_path() == tmp_path / "lungseg-unet.onnx"
     with pytest.raises(EngineError, match="trainer export"):
         create_engine("onnx")
+
+
+def test_default_model_is_the_shipped_package_data() -> None:
+    import lungseg_models
+
+    path = default_model_path()
+    assert path == lungseg_models.default_model_path()
+    assert path.is_file() and path.with_suffix(".json").is_file()
+    assert path.parent.joinpath("README.md").is_file()  # the model card beside the files
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torch"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 import highdicom as hd
 import numpy as np
@@ -51,11 +50,13 @@ def dense_tissue_model(path) -> None:
     ), path)
 
 
-def test_auto_without_model_falls_back_to_the_threshold_baseline(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
-        seg = Segmenter.create(PipelineConfig(model_path=str(tmp_path / "none.onnx")))
+@pytest.mark.parametrize("segmenter", ["auto", "model"])
+def test_missing_model_fails_unless_a_baseline_is_asked_for(tmp_path, segmenter):
+    missing = str(tmp_path / "none.onnx")
+    with pytest.raises(ConfigError, match=f"model file not found: .*none.onnx.*{segmenter}"):
+        Segmenter.create(PipelineConfig(segmenter=segmenter, model_path=missing))
+    seg = Segmenter.create(PipelineConfig(segmenter="threshold", model_path=missing))
     assert seg.kind == "threshold" and seg.name == "lungseg threshold baseline"
-    assert "using the threshold baseline" in caplog.text
 
 
 def test_model_segmenter_runs_the_engine_over_the_demo(tmp_path, demo_series, demo_dir):

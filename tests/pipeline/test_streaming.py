@@ -1,4 +1,4 @@
-"""Batch-by-batch model input and output equal prepare_slices / restore_probabilities."""
+"""Batch-by-batch model input and output equal the whole-region formulation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import pytest
 
 from engines.spec import ModelSpec
 from pipeline.lungs import dilated_box, fast_lung_mask
-from pipeline.preprocess import prepare_slices, restore_probabilities
+from pipeline.preprocess import (
+    context_stack,
+    hu_to_unit,
+    pad_to_multiple,
+    prepare_slices,
+    resample_inplane,
+    restore_probabilities,
+)
 from pipeline.streaming import iter_model_inputs, restore_mask
 
 from .conftest import SPACING, chest_phantom
@@ -25,12 +32,24 @@ def _cases(demo_series):
     yield demo_series.hu, demo_series.spacing, demo_series.z_positions_mm
 
 
+def _whole_region(hu, spacing, z, roi):
+    """Interpolate the context slices on the native grid, then resample the whole region."""
+    unit = hu_to_unit(hu[:, roi[1], roi[2]], SPEC.hu_window)
+    stack = context_stack(unit, z, SPEC.slice_offsets_mm)[roi[0]]
+    stack = resample_inplane(stack, (spacing[1], spacing[2]), SPEC.pixel_spacing_mm)
+    batch, resampled_yx = pad_to_multiple(stack, SPEC.size_multiple)
+    return batch.astype(np.float32), resampled_yx
+
+
 @pytest.mark.parametrize("batch_size", [1, 5, 8])
-def test_batches_equal_prepare_slices(demo_series, batch_size) -> None:
+def test_batches_equal_whole_region_input(demo_series, batch_size) -> None:
     for hu, spacing, z in _cases(demo_series):
         box = dilated_box(fast_lung_mask(hu, spacing), spacing, 5.0)
         roi = (slice(2, hu.shape[0] - 3), box[1], box[2])
         reference = prepare_slices(hu, spacing, z, SPEC, roi)
+        whole, whole_yx = _whole_region(hu, spacing, z, roi)
+        np.testing.assert_allclose(reference.batch, whole, rtol=0, atol=2e-6)
+        assert reference.resampled_yx == whole_yx
         batches = list(iter_model_inputs(hu, spacing, z, SPEC, roi, batch_size))
         assert [b.batch.shape[0] for b in batches[:-1]] == [batch_size] * (len(batches) - 1)
         streamed = np.concatenate([b.batch for b in batches])

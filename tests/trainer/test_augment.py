@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainer.augment import (
+from trainer.data.augment import (
     AugmentParams,
     augment,
     gaussian_blur,

@@ -6,7 +6,7 @@ import torch
 
 from trainer.cli import main
 from trainer.config import REPO_ROOT, build_config
-from trainer.models import build_model
+from trainer.nn.models import build_model
 
 TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 
@@ -15,8 +15,8 @@ TINY = str(REPO_ROOT / "trainer" / "configs" / "tiny.yaml")
 def test_export_parity_and_sidecar(tmp_path, decoder):
     pytest.importorskip("onnxruntime")
     from engines import create_engine
-    from trainer.checkpoint import save_checkpoint
-    from trainer.export import export_checkpoint
+    from trainer.export.exporter import export_checkpoint
+    from trainer.train.checkpoint import save_checkpoint
 
     cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
                         "decoder": decoder})
@@ -43,7 +43,7 @@ def test_export_parity_and_sidecar(tmp_path, decoder):
 
 
 def _tiny_checkpoint(tmp_path, name: str, seed: int, **overrides):
-    from trainer.checkpoint import save_checkpoint
+    from trainer.train.checkpoint import save_checkpoint
 
     cfg = build_config({"base_width": 4, "levels": 2, "max_width": 8, "patch_size": 32,
                         "seed": seed, **overrides})
@@ -78,7 +78,7 @@ def test_export_ensemble_is_the_mean_of_its_members(tmp_path):
 
 
 def test_export_ensemble_refuses_members_with_other_inputs(tmp_path):
-    from trainer.export import export_checkpoint
+    from trainer.export.exporter import export_checkpoint
 
     _, ckpt_a = _tiny_checkpoint(tmp_path, "a", 0)
     _, ckpt_b = _tiny_checkpoint(tmp_path, "b", 1, slice_offsets_mm=[0.0])
@@ -105,16 +105,11 @@ def test_cli_tiny_recipe_end_to_end(tiny_vois, tmp_path, capsys):
     assert main(["pretrain-vae", *common, "--set", f"out_dir={tmp_path / 'vae'}"]) == 0
     assert main(["pretrain-contrastive", *common, "--set", f"out_dir={tmp_path / 'con'}",
                  "--set", f"init={tmp_path / 'vae' / 'final.pt'}"]) == 0
-    assert main(["pretrain-restore", *common, "--set", f"out_dir={tmp_path / 'res'}"]) == 0
-    restored = tmp_path / "res" / "final.pt"
-    assert main(["finetune", *common, "--set", f"out_dir={tmp_path / 'ft_res'}",
-                 "--set", f"init={restored}", "--set", "init_scope=unet"]) == 0
-    assert main(["export", "--checkpoint", str(restored), "--out", str(tmp_path / "r.onnx"),
-                 "--no-pt2"]) == 2
-    assert "must hold a UNet, got RestorationUNet" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "vae" / "final.pt"),
+                 "--out", str(tmp_path / "v.onnx"), "--no-pt2"]) == 2
+    assert "must hold a UNet, got VAE" in capsys.readouterr().err
     ft = ["finetune", *common, "--set", f"out_dir={tmp_path / 'ft'}",
-          "--set", f"init={tmp_path / 'con' / 'final.pt'}", "--set", "vae_augment_prob=0.5",
-          "--set", f"vae_checkpoint={tmp_path / 'vae' / 'final.pt'}"]
+          "--set", f"init={tmp_path / 'con' / 'final.pt'}"]
     assert main(ft) == 0
     for name in ("final.pt", "curves.png", "overlays.png", "metrics.jsonl"):
         assert (tmp_path / "ft" / name).is_file()

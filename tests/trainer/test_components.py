@@ -6,8 +6,13 @@ from PIL import Image
 
 from tests.trainer.conftest import REFERENCE, REPO, SERIES_0001
 from trainer.cli import main
-from trainer.components import describe_components, render_components, view_box, view_slices
-from trainer.metrics import lesion_detection
+from trainer.evaluation.components import (
+    describe_components,
+    render_components,
+    view_box,
+    view_slices,
+)
+from trainer.evaluation.metrics import lesion_detection
 
 SPACING = (2.0, 0.7, 0.7)
 

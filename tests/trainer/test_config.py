@@ -17,7 +17,7 @@ def test_recipes_load_and_overrides_are_typed(tmp_path):
     ("lr=fast", "must be float"), ("device=tpu", "device"), ("label_fraction=2", r"\[0, 1\]"),
     ("steps", "key=value"), ("hu_window=[400, -1000]", "hu_window"),
     ("slice_offsets_mm=[]", "slice_offsets_mm"), ("dice_mode=voxel", "dice_mode"),
-    ("init_scope=decoder", "init_scope"), ("aug_scale=[1.2, 0.8]", "aug_scale"),
+    ("pseudo_labels=x.npz", "unknown config keys"), ("aug_scale=[1.2, 0.8]", "aug_scale"),
     ("aug_kernel=1.5", "aug_kernel"), ("aug_gamma=-0.1", "aug_gamma"),
 ])
 def test_bad_overrides_rejected(override, match):
@@ -35,3 +35,46 @@ def test_augmentation_keys_reach_the_params():
     p = cfg.augment_params()
     assert p.scale == (0.75, 1.33) and p.gamma == 0.3 and p.kernel == 0.8
     assert p.noise == 0.02 and p.contrast == 0.1
+
+
+def test_saved_configs_of_older_trainers_still_load():
+    import json
+
+    from trainer.config import config_from_saved
+
+    sidecar = json.loads((REPO_ROOT / "models" / "lungseg-unet.json").read_text())
+    saved = sidecar["extra"]["training"]["config"]
+    assert "pseudo_labels" in saved and "vae_augment_prob" in saved
+    cfg = config_from_saved(saved)
+    assert cfg.decoder == "additive" and cfg.steps == saved["steps"]
+    older = {k: v for k, v in saved.items() if k not in ("decoder", "negative_fraction")}
+    assert config_from_saved(older).decoder == "concat"  # the default when it was saved
+    assert config_from_saved(older).negative_fraction == 0.25
+    with pytest.raises(ConfigError, match="no longer in the trainer.*negative_islands"):
+        config_from_saved({**saved, "negative_islands": 0.2})
+
+
+def test_cli_one_line_for_user_errors_traceback_for_bugs(monkeypatch, capsys, tmp_path):
+    from trainer import cli
+
+    missing = str(tmp_path / "none.yaml")
+    assert cli.main(["cache", "--config", missing]) == 2
+    assert capsys.readouterr().err.strip() == f"trainer: error: config file not found: {missing}"
+    with pytest.raises(ConfigError, match="config file not found"):
+        cli.main(["--debug", "cache", "--config", missing])
+
+    def bug(args):
+        raise TypeError("a programming error")
+
+    monkeypatch.setattr(cli, "_config", bug)
+    with pytest.raises(TypeError, match="a programming error"):
+        cli.main(["cache"])
+
+
+def test_defaults_are_the_shipped_recipe():
+    from trainer.config import TrainConfig
+
+    recipe = load_config(REPO_ROOT / "trainer" / "configs" / "default.yaml").to_dict()
+    defaults = TrainConfig().to_dict()
+    differ = {k for k in defaults if defaults[k] != recipe[k]}
+    assert differ == {"vois_dir", "negative_slices"}  # the data paths only

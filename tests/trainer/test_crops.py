@@ -8,9 +8,9 @@ import pytest
 
 from tests.trainer.conftest import DEMO, write_list, write_mask
 from trainer.cli import main
-from trainer.crops import MIN_SIDE_MM, write_crops
-from trainer.data import list_crops, read_crop
-from trainer.series_list import read_series_list
+from trainer.data.crops import MIN_SIDE_MM, write_crops
+from trainer.data.datasets import list_crops, read_crop
+from trainer.data.series_list import read_series_list
 
 
 def _ball(shape, centre, radius):
@@ -108,7 +108,7 @@ def test_own_crops_and_negatives_make_a_cache(demo_series, lesions, tmp_path):
     cache = tmp_path / "cache.npz"
     assert main(["cache", "--set", f"vois_dir={tmp_path / 'vois'}", "--set",
                  f"negative_list={listed}", "--set", f"cache={cache}"]) == 0
-    from trainer.patches import PatchCache
+    from trainer.data.patches import PatchCache
 
     names = [m["name"] for m in PatchCache(cache).meta]
     assert {"case-0_R_1", "case-0_R_2", "series-list-0"} <= set(names)

@@ -1,6 +1,12 @@
 import pytest
 
-from trainer.data import HELD_OUT_PATIENTS, label_subset, list_crops, patient_split, read_crop
+from trainer.data.datasets import (
+    HELD_OUT_PATIENTS,
+    label_subset,
+    list_crops,
+    patient_split,
+    read_crop,
+)
 
 
 def test_empty_and_malformed_folders(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from tests.trainer.conftest import DEMO, TINY, write_list, write_mask
 from trainer.cli import main
-from trainer.evaluate_list import pool
+from trainer.evaluation.evaluate_list import pool
 
 
 def test_pool_sums_lesions_and_averages_false_positives():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.trainer.conftest import REFERENCE, SERIES_0001
-from trainer.lidc import consensus_mask, parse_lidc_xml, reader_masks
+from trainer.data.lidc import consensus_mask, parse_lidc_xml, reader_masks
 
 
 def test_parse_rejects_non_lidc(tmp_path):
@@ -19,7 +19,7 @@ def test_reader_masks_match_reference_0001():
     if not xmls or not (REFERENCE / "LIDC-IDRI-0001_reader_count.nii.gz").is_file():
         pytest.skip(f"LIDC-IDRI-0001 series or reference masks not available under {SERIES_0001}")
     from pipeline.series import load_series_dir
-    from trainer.evaluate import read_reference_mask
+    from trainer.evaluation.evaluate import read_reference_mask
 
     series = load_series_dir(xmls[0].parent)
     reads = parse_lidc_xml(xmls[0])

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from trainer.losses import (
+from trainer.nn.losses import (
     dice_bce_loss,
     kl_divergence,
     nt_xent,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainer.metrics import lesion_detection, overlap_metrics, roc_auc, voxel_metrics
+from trainer.evaluation.metrics import lesion_detection, overlap_metrics, roc_auc, voxel_metrics
 
 
 def test_overlap_known_masks():

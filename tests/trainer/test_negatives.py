@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from tests.trainer.conftest import REFERENCE, REPO, SERIES_0001
-from trainer.cache import _save
 from trainer.config import build_config
-from trainer.lidc import read_all_marks
-from trainer.negatives import EXCLUDE_MM, marks_box_mask, read_negative_series
-from trainer.patches import PatchCache, PatchSampler
+from trainer.data.cache import _save
+from trainer.data.lidc import read_all_marks
+from trainer.data.negatives import EXCLUDE_MM, marks_box_mask, read_negative_series
+from trainer.data.patches import PatchCache, PatchSampler
 
 XML = """<?xml version="1.0"?>
 <LidcReadMessage xmlns="http://www.nih.gov">
@@ -88,7 +88,7 @@ def test_no_centre_of_0001_lies_near_any_reader_voxel():
     count = REFERENCE / "LIDC-IDRI-0001_reader_count.nii.gz"
     if not xmls or not count.is_file():
         pytest.skip(f"LIDC-IDRI-0001 series or reference masks not available under {SERIES_0001}")
-    from trainer.evaluate import read_reference_mask
+    from trainer.evaluation.evaluate import read_reference_mask
 
     series, centres = read_negative_series(xmls[0].parent)
     marked = read_reference_mask(count, series.z_positions_mm, series.hu.shape)
@@ -103,7 +103,7 @@ def test_cache_adds_the_lung_of_a_whole_series_as_negatives(tiny_vois, tmp_path)
     xmls = sorted(SERIES_0001.glob("*/*/*.xml"))
     if not xmls:
         pytest.skip(f"LIDC-IDRI-0001 series not available under {SERIES_0001}")
-    from trainer.cache import build_cache
+    from trainer.data.cache import build_cache
 
     cfg = build_config({"vois_dir": str(tiny_vois), "cache": str(tmp_path / "c.npz"),
                         "negative_series": str(xmls[0].parent)})
@@ -119,7 +119,7 @@ def test_cache_adds_the_lung_of_a_whole_series_as_negatives(tiny_vois, tmp_path)
 
 
 def test_cache_refuses_a_series_without_reader_xml_before_reading_crops(tiny_vois, tmp_path):
-    from trainer.cache import build_cache
+    from trainer.data.cache import build_cache
 
     cfg = build_config({"vois_dir": str(tiny_vois), "cache": str(tmp_path / "c.npz"),
                         "negative_series": f"{REPO / 'demo' / 'LIDC-IDRI-0001'}, "})

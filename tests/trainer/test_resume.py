@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import trainer.train
+import trainer.train.loop
 from tests.trainer.conftest import TINY
-from trainer.checkpoint import load_checkpoint
 from trainer.cli import main
+from trainer.train.checkpoint import load_checkpoint
 
 
 class Interrupted(Exception):
@@ -17,7 +17,7 @@ class Interrupted(Exception):
 
 def _run_interrupted(args: list[str], monkeypatch) -> None:
     """Run ``trainer`` with ``args`` and stop it right after its first ``last.pt``."""
-    real = trainer.train.save_checkpoint
+    real = trainer.train.loop.save_checkpoint
 
     def save_then_stop(path, *a, **kw):
         real(path, *a, **kw)
@@ -25,7 +25,7 @@ def _run_interrupted(args: list[str], monkeypatch) -> None:
             raise Interrupted
 
     with monkeypatch.context() as patch:
-        patch.setattr(trainer.train, "save_checkpoint", save_then_stop)
+        patch.setattr(trainer.train.loop, "save_checkpoint", save_then_stop)
         with pytest.raises(Interrupted):
             main(args)
 

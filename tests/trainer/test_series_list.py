@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from tests.trainer.conftest import DATA, DEMO, REFERENCE, SERIES_0001, write_list, write_mask
-from trainer.cache import build_cache
 from trainer.config import build_config
-from trainer.negatives import EXCLUDE_MM, read_negative_series
-from trainer.patches import PatchCache
-from trainer.series_list import load_listed, read_listed_series, read_series_list
+from trainer.data.cache import build_cache
+from trainer.data.negatives import EXCLUDE_MM, read_negative_series
+from trainer.data.patches import PatchCache
+from trainer.data.series_list import load_listed, read_listed_series, read_series_list
 
 
 def test_lesion_mask_is_left_out_grown_and_the_rest_of_the_lung_kept(demo_series, tmp_path):
@@ -116,7 +116,7 @@ def test_lungsegs_own_seg_reads_as_its_mask(demo_series, own_seg, tmp_path):
     (entry,) = read_series_list(write_list(tmp_path, [
         {"series": str(DEMO), "lesions": str(own_seg / "seg.dcm")}]))
     lesions = load_listed(entry)[1]
-    from trainer.data import read_reference_mask
+    from trainer.data.datasets import read_reference_mask
 
     expected = read_reference_mask(own_seg / "mask.nii.gz", demo_series.z_positions_mm,
                                    demo_series.hu.shape)

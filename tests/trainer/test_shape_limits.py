@@ -43,10 +43,7 @@ def test_limits_are_derived_on_training_crops_and_written_to_both_sidecars(
     evaluated = json.loads(result.read_text())
     assert 0 <= evaluated["shape_gate_removes"] <= evaluated["n"]
     assert {"shape_gate_removes"} <= set(evaluated["per_nodule"][0])
-    assert main(["evaluate", "--model", str(model), "--precision", "fp32", "--canvas",
-                 "reflect", "--vois", str(tiny_vois), "--json", str(result)]) == 0
-    mirrored = json.loads(result.read_text())
-    assert mirrored["canvas"] == "reflect" and mirrored["n"] == evaluated["n"]
+    assert evaluated["canvas"] == "air"
 
 
 def test_missing_model_is_a_clear_error(tiny_vois, tmp_path, capsys):
@@ -62,16 +59,3 @@ def test_bad_percent_is_rejected_and_nothing_is_written(tiny_vois, tmp_path, cap
                  "--percent", "60"]) == 2
     assert "percent must be in (0, 50)" in capsys.readouterr().err
     assert model.with_suffix(".json").read_bytes() == before
-
-
-def test_reflect_canvas_matches_the_air_canvas_geometry():
-    import numpy as np
-
-    from trainer.evaluate import embed_in_air, embed_mirrored
-
-    hu = np.random.default_rng(0).uniform(-900, 100, (3, 20, 17)).astype(np.float32)
-    air, inner_air = embed_in_air(hu, (2.5, 0.7, 0.7), -1000.0)
-    mirrored, inner = embed_mirrored(hu, (2.5, 0.7, 0.7))
-    assert mirrored.shape == air.shape and inner == inner_air
-    assert np.array_equal(mirrored[inner], hu)
-    assert np.isin(mirrored, hu).all()  # only the crop's own values, no air

@@ -1,29 +1,20 @@
 from pathlib import Path
 
-from trainer.report import findings, results_table
-from trainer.study import SELF_TRAINING, plan_jobs, pseudo_name, run_name
+from trainer.evaluation.report import findings, results_table
+from trainer.evaluation.study import plan_jobs, run_name
 
 
 def test_plan_orders_dependencies_and_names():
     jobs = plan_jobs(None, Path("r"), [0.05, 0.1, 1.0], 5, 7, ["seed=1"])
     names = [j.name for j in jobs]
     assert names[:3] == ["vae", "contrastive", "vae_contrastive"]
-    assert len(jobs) == 3 + 3 * 4 + 2 * 2  # self-training below 100 % only
+    assert len(jobs) == 3 + 3 * 4
     for j in jobs:
         assert all(names.index(d) < names.index(j.name) for d in j.deps)
     ft = next(j for j in jobs if j.name == run_name("vae+contrastive", 0.1))
     assert ft.deps == ["vae_contrastive"] and "init=r/vae_contrastive/final.pt" in ft.args
     assert "label_fraction=0.1" in ft.args and "seed=1" in ft.args
     assert names.index(run_name("scratch", 0.1)) < names.index(run_name("scratch", 0.05))
-    pseudo = next(j for j in jobs if j.name == pseudo_name(0.1))
-    assert pseudo.args[0] == "pseudo-label" and pseudo.deps == [run_name("vae", 0.1)]
-    assert "r/ft_vae_010/final.pt" in pseudo.args
-    student = next(j for j in jobs if j.name == run_name(SELF_TRAINING, 0.1))
-    assert student.name == "ft_vae_selftraining_010"
-    assert student.deps == [pseudo_name(0.1), "vae"]
-    assert "pseudo_labels=r/pseudo_ft_vae_010/labels.npz" in student.args
-    assert "init=r/vae/final.pt" in student.args and "label_fraction=0.1" in student.args
-    assert not any(j.name == run_name(SELF_TRAINING, 1.0) for j in jobs)
 
 
 def test_findings_and_table_from_numbers():
@@ -34,15 +25,3 @@ def test_findings_and_table_from_numbers():
     res[run_name("vae", 0.1)]["dice_mean"] = 0.72
     assert "does NOT meet" in findings(res, [0.1])
     assert "| U-Net, vae init | 0.720 |" in results_table(res, [0.1])
-
-
-def test_self_training_findings_compare_with_scratch_and_teacher():
-    res = {run_name(i, 0.1): {"dice_mean": d} for i, d in
-           (("scratch", 0.80), ("vae", 0.82), (SELF_TRAINING, 0.845))}
-    text = findings(res, [0.1])
-    assert "self-training: 0.845, +0.045 over scratch and +0.025 over its teacher" in text
-    assert "target level of 0.84: yes" in text
-    table = results_table(res, [0.1])
-    assert "| U-Net, vae init + self-training (pseudo-labels) | 0.845 |" in table
-    del res[run_name("vae", 0.1)]
-    assert "self-training" not in findings(res, [0.1])

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from trainer.config import build_config
-from trainer.models import build_model
-from trainer.transfer import TransferError, transfer_encoder
+from trainer.nn.models import build_model
+from trainer.nn.transfer import TransferError, transfer_encoder
 
 CFG = build_config({"base_width": 4, "levels": 2, "max_width": 16, "size_multiple": 16,
                     "patch_size": 32})
@@ -53,31 +53,3 @@ def test_unknown_decoder_is_rejected():
 
     with pytest.raises(ConfigError, match="decoder must be"):
         build_config({**CFG.to_dict(), "decoder": "sum"})
-
-
-@pytest.mark.parametrize("decoder", ["concat", "additive"])
-def test_restoration_unet_transfers_all_but_the_head(decoder):
-    from trainer.transfer import initialise
-
-    cfg = build_config({**CFG.to_dict(), "decoder": decoder})
-    pre, unet = build_model("RestorationUNet", cfg), build_model("UNet", cfg)
-    head_before = unet.head.weight.clone()
-    names = initialise(unet, pre.state_dict(), "unet")
-    assert any(n.startswith("up_blocks.") for n in names)
-    assert not any(n.startswith("head.") for n in names)
-    assert set(names) == {k for k in unet.state_dict() if not k.startswith("head.")}
-    for n in names:
-        assert torch.equal(unet.state_dict()[n], pre.state_dict()[n])
-    assert torch.equal(unet.head.weight, head_before)
-
-
-def test_unet_scope_refuses_an_encoder_only_checkpoint_and_unknown_scopes():
-    from trainer.transfer import initialise
-
-    with pytest.raises(TransferError, match=r"U-Net weights do not match: missing=\['up_blocks"):
-        initialise(build_model("UNet", CFG), build_model("VAE", CFG).state_dict(), "unet")
-    with pytest.raises(ValueError, match="scope must be"):
-        initialise(build_model("UNet", CFG), build_model("VAE", CFG).state_dict(), "all")
-    names = initialise(build_model("UNet", CFG), build_model("RestorationUNet", CFG).state_dict(),
-                       "encoder")
-    assert names and all(n.startswith("encoder.") for n in names)
