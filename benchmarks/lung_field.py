@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
-    from trainer.data import read_reference_mask
+    from trainer.data.datasets import read_reference_mask
 
     rows = []
     for case, source, mask_path in annotated_series(args.data):

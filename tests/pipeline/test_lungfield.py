@@ -88,7 +88,7 @@ back of the chest: 0.89 of it lies in the field (docs/lung-field.md)."""
 def test_field_holds_the_lesions_of_the_annotated_series():
     if not SHARED.is_dir():
         pytest.skip(f"shared data not present under {SHARED}")
-    from trainer.data import read_reference_mask
+    from trainer.data.datasets import read_reference_mask
 
     for case, source, mask_path in annotated_series(SHARED):
         series = load_series_dir(series_dir(source))

@@ -148,7 +148,7 @@ def test_measurements_of_a_necrotic_mass_with_air_on_ibsi_phantom():
     mask_path = SHARED / "whole-series" / "IBSI-PHANTOM_lesions.nii.gz"
     if not archive.is_file():
         pytest.skip(f"IBSI-PHANTOM not present under {archive.parent}")
-    from trainer.data import read_reference_mask
+    from trainer.data.datasets import read_reference_mask
 
     series = load_series_dir(series_dir(archive))
     mask = read_reference_mask(mask_path, series.z_positions_mm, series.hu.shape)
