@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pynetdicom import AE, evt
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import Event
 
 MAX_CONTEXTS = 128
@@ -111,8 +111,8 @@ def send_files(
     pending = _read_headers(paths, report)
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-    for sop_class in sorted({str(h.SOPClassUID) for _, h in pending})[:MAX_CONTEXTS]:
-        ae.add_requested_context(sop_class)
+    for sop_class, syntaxes in requested_contexts([h for _, h in pending]):
+        ae.add_requested_context(sop_class, syntaxes)
     for attempt in range(1, SEND_ATTEMPTS + 1):
         if not pending:
             break
@@ -124,6 +124,27 @@ def send_files(
         again = [retry and r.unanswered for r in results]
         pending = [item for item, send in zip(pending, again, strict=True) if send]
     return report
+
+
+def requested_contexts(
+    headers: Sequence[pydicom.Dataset],
+) -> list[tuple[str, list[str]]]:
+    """Return the presentation contexts to propose for ``headers``: (SOP class, syntaxes).
+
+    Files in an uncompressed syntax share one context per SOP class that offers pynetdicom's
+    default syntaxes (implicit and explicit VR little endian, explicit big endian); each
+    compressed syntax (JPEG Lossless, JPEG-LS, JPEG 2000, RLE...) gets its own context, since
+    such files are sent as they are and the receiver must accept exactly that syntax. At most
+    ``MAX_CONTEXTS`` contexts are proposed.
+    """
+    pairs = set()
+    for header in headers:
+        meta = getattr(header, "file_meta", None)
+        syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        uncompressed = not syntax or syntax in DEFAULT_TRANSFER_SYNTAXES
+        pairs.add((str(header.SOPClassUID), "" if uncompressed else syntax))
+    return [(sop_class, [syntax] if syntax else list(DEFAULT_TRANSFER_SYNTAXES))
+            for sop_class, syntax in sorted(pairs)[:MAX_CONTEXTS]]
 
 
 def _send_over_one_association(
