@@ -2,7 +2,10 @@
 # Start Orthanc with the Python + DICOMweb plugins and the lungseg plugin.
 #
 # Environment (defaults in brackets):
-#   LUNGSEG_HTTP_PORT [8042]  LUNGSEG_DICOM_PORT [4242]  LUNGSEG_AET [ORTHANC]
+#   LUNGSEG_HTTP_PORT [8042]  LUNGSEG_DICOM_PORT [4242]  LUNGSEG_AET [ORTHANC] (called AET, checked)
+#   LUNGSEG_SENDERS [LUNGSEG@127.0.0.1] the only nodes allowed to C-STORE (and C-ECHO):
+#                   comma-separated AET[@IP[:PORT]] (every item with an IP, or none); see
+#                   docs/security.md. Empty: no DICOM sender at all.
 #   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (storage, job store, rendered config, log, pid)
 #   LUNGSEG_USER [lungseg]  LUNGSEG_PASSWORD [generated, printed once]
 #   LUNGSEG_STABLE_AGE [10] seconds without new instances before a series is processed
@@ -53,6 +56,10 @@ WORKER_PASSWORD="$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(
 [[ "$USER_NAME" != "$WORKER_USER" ]] || die "LUNGSEG_USER must not be '$WORKER_USER' (internal user)"
 
 js() { /usr/bin/python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
+SENDERS="${LUNGSEG_SENDERS-LUNGSEG@127.0.0.1}"
+SENDERS_JSON="$(/usr/bin/python3 "$REPO/deploy/senders.py" "$SENDERS")" || die "invalid LUNGSEG_SENDERS (see above)"
+field() { /usr/bin/python3 -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[sys.argv[2]]))' "$SENDERS_JSON" "$1"; }
+export LUNGSEG_R_DICOM_MODALITIES="$(field modalities)" LUNGSEG_R_CHECK_MODALITY_HOST="$(field check_host)"
 SITE_PACKAGES="$("$VENV/bin/python" -c 'import json, site; print(json.dumps(site.getsitepackages()))')"
 export LUNGSEG_R_STORAGE_DIR="$(js "$DATA_DIR/storage")"
 export LUNGSEG_R_HTTP_PORT="$HTTP_PORT" LUNGSEG_R_DICOM_PORT="$DICOM_PORT"
@@ -77,7 +84,7 @@ print_urls() {
   echo "start-orthanc: Orthanc explorer  http://localhost:$HTTP_PORT/app/explorer.html (user '$USER_NAME')"
   echo "start-orthanc: DICOMweb          http://localhost:$HTTP_PORT/dicom-web/studies"
   echo "start-orthanc: lungseg jobs      http://localhost:$HTTP_PORT/lungseg/jobs"
-  echo "start-orthanc: DICOM C-STORE     AET ${LUNGSEG_AET:-ORTHANC} on port $DICOM_PORT"
+  echo "start-orthanc: DICOM C-STORE     AET ${LUNGSEG_AET:-ORTHANC} on port $DICOM_PORT, from: ${SENDERS:-nobody (LUNGSEG_SENDERS is empty)}"
 }
 
 export TCP_NODELAY=1

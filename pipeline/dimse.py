@@ -154,7 +154,8 @@ def _send_over_one_association(
         host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)]
     )
     if not assoc.is_established:
-        reason = f"association with {called_aet}@{host}:{port} was rejected or failed"
+        reason = (f"association from {ae.ae_title} to {called_aet}@{host}:{port} was rejected "
+                  "or failed (a receiver that checks senders must list this AE title and host)")
         return [InstanceStatus(str(p), str(h.SOPInstanceUID), None, reason) for p, h in headers]
     try:
         return [_store_one(assoc, path, header) for path, header in headers]
