@@ -48,6 +48,18 @@ def _stored(client, sop_uid: str) -> bool:
     return any(h["Type"] == "Instance" for h in hits)
 
 
+def test_rendered_config_admits_only_listed_senders(orthanc):
+    config = json.loads((orthanc.data_dir / "orthanc.json").read_text())
+    assert config["DicomCheckCalledAet"] is True and config["DicomCheckModalityHost"] is True
+    for kind in ("Store", "Echo", "Find", "FindWorklist", "Get", "Move"):
+        assert config[f"DicomAlwaysAllow{kind}"] is False, kind
+    assert [(m["AET"], m["Host"], m["AllowStore"], m["AllowFind"], m["AllowMove"])
+            for m in config["DicomModalities"].values()] == [
+        ("LUNGSEG", "127.0.0.1", True, False, False)]
+    assert config["ExecuteLuaEnabled"] is False
+    assert config["RestApiWriteToFileSystemEnabled"] is False
+
+
 def test_known_sender_stores(orthanc):
     accepted, status, sop = _store(orthanc.dicom_port, "LUNGSEG")
     assert accepted and status == 0x0000
