@@ -2,8 +2,8 @@
 two interleaved acquisitions. Used by the pipeline and the integration tests.
 
 Each builder reads the ``*.dcm`` files of ``src`` and writes a new series into ``dst`` with new
-SeriesInstanceUID and SOPInstanceUIDs (same study, same patient), so that Orthanc files it as
-a series of its own.
+Study, Series and SOP Instance UIDs (same patient), so that Orthanc files it as a study of its
+own and the source's study keeps its series.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ def read_series(src: Path) -> list[pydicom.Dataset]:
 
 
 def renew_uids(datasets: list[pydicom.Dataset]) -> list[pydicom.Dataset]:
-    """Give the datasets a new SeriesInstanceUID and new SOPInstanceUIDs (in place)."""
-    series_uid = uid.generate_uid()
+    """Give the datasets a new Study and SeriesInstanceUID and new SOPInstanceUIDs (in place)."""
+    study_uid, series_uid = uid.generate_uid(), uid.generate_uid()
     for ds in datasets:
+        ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = uid.generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -112,11 +113,11 @@ def interleaved_acquisitions(src: Path, dst: Path, offset_mm: float = 1.0) -> Pa
     moved ``offset_mm`` along the patient's z axis (a second scan of the same range)."""
     first = renew_uids(read_series(src))
     second = [pydicom.dcmread(p) for p in sorted(src.glob("*.dcm"))]
-    series_uid = first[0].SeriesInstanceUID
     for ds in first:
         ds.AcquisitionNumber = 1
     for ds in second:
-        ds.SeriesInstanceUID = series_uid
+        ds.StudyInstanceUID = first[0].StudyInstanceUID
+        ds.SeriesInstanceUID = first[0].SeriesInstanceUID
         ds.SOPInstanceUID = uid.generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.AcquisitionNumber = 2
@@ -141,14 +142,9 @@ def multi_frame(src: Path, dst: Path) -> Path:
 
 
 def retag_patient(src: Path, dst: Path, name: str, patient_id: str, birth_date: str) -> Path:
-    """Write ``src`` as a new series whose PatientName, PatientID and PatientBirthDate are set.
-
-    The StudyInstanceUID is renewed too (a new patient cannot share the demo's study).
-    """
+    """Write ``src`` as a new series whose PatientName, PatientID and PatientBirthDate are set."""
     datasets = renew_uids(read_series(src))
-    study_uid = uid.generate_uid()
     for ds in datasets:
-        ds.StudyInstanceUID = study_uid
         ds.PatientName = name
         ds.PatientID = patient_id
         ds.PatientBirthDate = birth_date

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 def _instance() -> pydicom.Dataset:
     ds = pydicom.dcmread(sorted(DEMO_SERIES.glob("*.dcm"))[0])
+    ds.StudyInstanceUID = uid.generate_uid()  # the demo's study keeps its series
     ds.SeriesInstanceUID = uid.generate_uid()
     ds.SOPInstanceUID = uid.generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
