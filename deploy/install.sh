@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install lungseg on Debian 12 (run as root; idempotent, safe to re-run).
 #
-#   1. apt: orthanc, orthanc-python, orthanc-dicomweb, dicom3tools (apt-get update once).
+#   1. apt: orthanc, orthanc-python, orthanc-dicomweb, dicom3tools, dcmtk (apt-get update once).
 #   2. a venv made with Debian's /usr/bin/python3 (the Python that Orthanc's plugin embeds).
 #   3. the project into it: pip install -e ".[$LUNGSEG_EXTRAS]".
 #
@@ -20,6 +20,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LUNGSEG_VENV:-$REPO/.venv}"
 EXTRAS="${LUNGSEG_EXTRAS:-}"
 APT_PACKAGES=(orthanc orthanc-python orthanc-dicomweb dicom3tools curl)
+# dcmtk: dcmcjpeg makes the JPEG Lossless test series (pydicom has no encoder for it)
+APT_PACKAGES+=(dcmtk)
 TORCH_VERSION="2.13.0"
 
 log() { echo "install: $*"; }

@@ -2,7 +2,15 @@
 # Start Orthanc with the Python + DICOMweb plugins and the lungseg plugin.
 #
 # Environment (defaults in brackets):
-#   LUNGSEG_HTTP_PORT [8042]  LUNGSEG_DICOM_PORT [4242]  LUNGSEG_AET [ORTHANC]
+#   LUNGSEG_HTTP_PORT [8042]  LUNGSEG_DICOM_PORT [4242]  LUNGSEG_AET [ORTHANC] (called AET, checked)
+#   LUNGSEG_SENDERS [LUNGSEG@127.0.0.1] the only nodes allowed to C-STORE (and C-ECHO):
+#                   comma-separated AET[@IP[:PORT]] (every item with an IP, or none); see
+#                   docs/security.md. Empty: no DICOM sender at all.
+#   DICOM TLS (docs/security.md), on when LUNGSEG_DICOM_TLS_CERT is set; the DICOM port then
+#   speaks TLS only:
+#     LUNGSEG_DICOM_TLS_CERT  LUNGSEG_DICOM_TLS_KEY  Orthanc's certificate and private key (PEM)
+#     LUNGSEG_DICOM_TLS_TRUSTED   PEM bundle of the senders' certificates (or their CA)
+#     LUNGSEG_DICOM_TLS_REQUIRE_CLIENT_CERT [1]  0: senders need no certificate of their own
 #   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (storage, job store, rendered config, log, pid)
 #   LUNGSEG_USER [lungseg]  LUNGSEG_PASSWORD [generated, printed once]
 #   LUNGSEG_STABLE_AGE [10] seconds without new instances before a series is processed
@@ -53,6 +61,29 @@ WORKER_PASSWORD="$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(
 [[ "$USER_NAME" != "$WORKER_USER" ]] || die "LUNGSEG_USER must not be '$WORKER_USER' (internal user)"
 
 js() { /usr/bin/python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
+SENDERS="${LUNGSEG_SENDERS-LUNGSEG@127.0.0.1}"
+SENDERS_JSON="$(/usr/bin/python3 "$REPO/deploy/senders.py" "$SENDERS")" || die "invalid LUNGSEG_SENDERS (see above)"
+field() { /usr/bin/python3 -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[sys.argv[2]]))' "$SENDERS_JSON" "$1"; }
+export LUNGSEG_R_DICOM_MODALITIES="$(field modalities)" LUNGSEG_R_CHECK_MODALITY_HOST="$(field check_host)"
+TLS_CERT="${LUNGSEG_DICOM_TLS_CERT:-}" TLS_KEY="${LUNGSEG_DICOM_TLS_KEY:-}"
+TLS_TRUSTED="${LUNGSEG_DICOM_TLS_TRUSTED:-}" TLS_REQUIRE="${LUNGSEG_DICOM_TLS_REQUIRE_CLIENT_CERT:-1}"
+[[ "$TLS_REQUIRE" == 0 || "$TLS_REQUIRE" == 1 ]] || die "LUNGSEG_DICOM_TLS_REQUIRE_CLIENT_CERT must be 0 or 1, got '$TLS_REQUIRE'"
+if [[ -n "$TLS_CERT" ]]; then
+  for n in TLS_KEY TLS_TRUSTED; do
+    [[ -n "${!n}" ]] || die "LUNGSEG_DICOM_$n must be set when LUNGSEG_DICOM_TLS_CERT is (DICOM TLS)"
+  done
+  for n in TLS_CERT TLS_KEY TLS_TRUSTED; do
+    [[ -r "${!n}" ]] || die "LUNGSEG_DICOM_$n: cannot read '${!n}'"
+    printf -v "$n" '%s' "$(cd "$(dirname "${!n}")" && pwd)/$(basename "${!n}")"
+  done
+  export LUNGSEG_R_DICOM_TLS_ENABLED=true
+else
+  [[ -z "$TLS_KEY$TLS_TRUSTED" ]] || die "LUNGSEG_DICOM_TLS_KEY/TRUSTED are set but LUNGSEG_DICOM_TLS_CERT is not"
+  export LUNGSEG_R_DICOM_TLS_ENABLED=false
+fi
+export LUNGSEG_R_DICOM_TLS_CERTIFICATE="$(js "$TLS_CERT")" LUNGSEG_R_DICOM_TLS_PRIVATE_KEY="$(js "$TLS_KEY")"
+export LUNGSEG_R_DICOM_TLS_TRUSTED_CERTIFICATES="$(js "$TLS_TRUSTED")"
+export LUNGSEG_R_DICOM_TLS_REMOTE_CERTIFICATE_REQUIRED="$([[ "$TLS_REQUIRE" == 1 ]] && echo true || echo false)"
 SITE_PACKAGES="$("$VENV/bin/python" -c 'import json, site; print(json.dumps(site.getsitepackages()))')"
 export LUNGSEG_R_STORAGE_DIR="$(js "$DATA_DIR/storage")"
 export LUNGSEG_R_HTTP_PORT="$HTTP_PORT" LUNGSEG_R_DICOM_PORT="$DICOM_PORT"
@@ -77,7 +108,7 @@ print_urls() {
   echo "start-orthanc: Orthanc explorer  http://localhost:$HTTP_PORT/app/explorer.html (user '$USER_NAME')"
   echo "start-orthanc: DICOMweb          http://localhost:$HTTP_PORT/dicom-web/studies"
   echo "start-orthanc: lungseg jobs      http://localhost:$HTTP_PORT/lungseg/jobs"
-  echo "start-orthanc: DICOM C-STORE     AET ${LUNGSEG_AET:-ORTHANC} on port $DICOM_PORT"
+  echo "start-orthanc: DICOM C-STORE     AET ${LUNGSEG_AET:-ORTHANC} on port $DICOM_PORT$([[ -n "$TLS_CERT" ]] && echo " (TLS)"), from: ${SENDERS:-nobody (LUNGSEG_SENDERS is empty)}"
 }
 
 export TCP_NODELAY=1

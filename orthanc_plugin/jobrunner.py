@@ -18,6 +18,7 @@ from orthanc_plugin.orthanc_http import OrthancClient
 from orthanc_plugin.triage import METADATA_NAME
 from pipeline.errors import SeriesRejected
 from pipeline.selection import DEFAULT_RULES, matches, series_attributes
+from pipeline.series import multi_frame_reason
 
 DOWNLOAD_THREADS = 4
 """Parallel instance downloads from Orthanc (its HTTP server answers them concurrently)."""
@@ -105,14 +106,20 @@ def export_series(client: OrthancClient, series_id: str) -> tuple[dict[str, Any]
 def check_selection(files: list[bytes], min_slices: int) -> None:
     """Apply the selection rules to the series' first header.
 
+    A multi-frame CT is refused as such before the rules count its single instance as one
+    slice.
+
     Raises
     ------
     SeriesRejected
-        If the series does not meet the rules (the message says which one).
+        If the series is multi-frame or does not meet the rules (the message says which one).
     """
     if not files:
         raise SeriesRejected("the series has no instances")
     header = pydicom.dcmread(io.BytesIO(files[0]), stop_before_pixels=True)
+    reason = multi_frame_reason(header)
+    if reason:
+        raise SeriesRejected(reason)
     ok, reason = matches(selection_rules(min_slices), series_attributes(header, len(files)))
     if not ok:
         raise SeriesRejected(reason)
@@ -194,7 +201,8 @@ def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_
     Returns
     -------
     Outcome
-        ``done`` or ``rejected`` (with the reason).
+        ``done`` (its reason lists the input warnings, e.g. HU assumed without a rescale;
+        ``result["warnings"]`` holds them one by one) or ``rejected`` (with the reason).
 
     Raises
     ------
@@ -221,6 +229,7 @@ def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_
         stored = store_results(client, info["ParentStudy"], outputs, previous)
         marker = {"model_version": version, "instances": count, "lesions": len(result.lesions)}
         client.put_metadata("series", series_id, METADATA_NAME, json.dumps(marker))
+    warnings = list(result.series.warnings) if result.series is not None else []
     stored.update(lesions=[lesion_summary(lesion.to_json()) for lesion in result.lesions],
-                  segmenter=segmenter.name)
-    return Outcome("done", "", timings, stored, count, version, last_update)
+                  segmenter=segmenter.name, warnings=warnings)
+    return Outcome("done", "; ".join(warnings), timings, stored, count, version, last_update)

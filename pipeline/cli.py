@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--port", type=int, required=True)
     send.add_argument("--aet", default="LUNGSEG", help="calling AE title")
     send.add_argument("--called-aet", default="ORTHANC", help="called AE title")
+    send.add_argument("--tls-ca", type=Path, metavar="PEM",
+                      help="send over DICOM TLS; the receiver's certificate must chain to this")
+    send.add_argument("--tls-cert", type=Path, metavar="PEM",
+                      help="our certificate, for a receiver that requires one (with --tls-key)")
+    send.add_argument("--tls-key", type=Path, metavar="PEM", help="our private key")
     send.add_argument("-v", "--verbose", action="store_true", help="print every instance")
     return parser
 
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "segment":
             return _segment(args)
         return _send(args)
-    except (LungSegError, FileNotFoundError, ValueError) as exc:
+    except (LungSegError, OSError, ValueError) as exc:
         print(f"lungseg: error: {exc}", file=sys.stderr)
         return 2
 
@@ -147,13 +152,16 @@ def _print_table(result: SeriesResult) -> None:
 
 
 def _send(args: argparse.Namespace) -> int:
-    from pipeline.dimse import send_files
+    from pipeline.dimse import send_files, tls_context
 
     folder = args.dicom_dir
     files = dicom_files(folder)
     if not files:
         raise ValueError(f"the folder {folder} holds no DICOM files")
-    report = send_files(files, args.host, args.port, args.aet, args.called_aet)
+    if args.tls_ca is None and (args.tls_cert or args.tls_key):
+        raise ValueError("--tls-cert and --tls-key need --tls-ca (DICOM TLS)")
+    tls = tls_context(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    report = send_files(files, args.host, args.port, args.aet, args.called_aet, tls=tls)
     for item in report.instances:
         tries = f" on attempt {item.attempts}" if item.attempts > 1 else ""
         if not item.ok:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
-from pynetdicom import AE, evt
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES, evt
 from pynetdicom.events import Event
 
 MAX_CONTEXTS = 128
@@ -67,6 +68,7 @@ def send_files(
     calling_aet: str = "LUNGSEG",
     called_aet: str = "ORTHANC",
     timeout_s: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> SendReport:
     """Send DICOM files with C-STORE over one association (TCP_NODELAY set).
 
@@ -88,6 +90,9 @@ def send_files(
         Our and the destination's AE titles.
     timeout_s : float
         Network and DIMSE timeout.
+    tls : ssl.SSLContext, optional
+        Send over DICOM TLS with this client context (see :func:`tls_context`); the
+        certificate of ``host`` is checked against it.
 
     Returns
     -------
@@ -111,12 +116,12 @@ def send_files(
     pending = _read_headers(paths, report)
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-    for sop_class in sorted({str(h.SOPClassUID) for _, h in pending})[:MAX_CONTEXTS]:
-        ae.add_requested_context(sop_class)
+    for sop_class, syntaxes in requested_contexts([h for _, h in pending]):
+        ae.add_requested_context(sop_class, syntaxes)
     for attempt in range(1, SEND_ATTEMPTS + 1):
         if not pending:
             break
-        results = _send_over_one_association(ae, host, int(port), called_aet, pending)
+        results = _send_over_one_association(ae, host, int(port), called_aet, pending, tls)
         retry = attempt < SEND_ATTEMPTS and any(r.unanswered for r in results)
         for result in results:
             result.attempts = attempt
@@ -126,14 +131,69 @@ def send_files(
     return report
 
 
+def requested_contexts(
+    headers: Sequence[pydicom.Dataset],
+) -> list[tuple[str, list[str]]]:
+    """Return the presentation contexts to propose for ``headers``: (SOP class, syntaxes).
+
+    Files in an uncompressed syntax share one context per SOP class that offers pynetdicom's
+    default syntaxes (implicit and explicit VR little endian, explicit big endian); each
+    compressed syntax (JPEG Lossless, JPEG-LS, JPEG 2000, RLE...) gets its own context, since
+    such files are sent as they are and the receiver must accept exactly that syntax. At most
+    ``MAX_CONTEXTS`` contexts are proposed.
+    """
+    pairs = set()
+    for header in headers:
+        meta = getattr(header, "file_meta", None)
+        syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        uncompressed = not syntax or syntax in DEFAULT_TRANSFER_SYNTAXES
+        pairs.add((str(header.SOPClassUID), "" if uncompressed else syntax))
+    return [(sop_class, [syntax] if syntax else list(DEFAULT_TRANSFER_SYNTAXES))
+            for sop_class, syntax in sorted(pairs)[:MAX_CONTEXTS]]
+
+
+def tls_context(ca_file: str | Path, cert_file: str | Path | None = None,
+                key_file: str | Path | None = None) -> ssl.SSLContext:
+    """Build the client context for DICOM TLS.
+
+    Parameters
+    ----------
+    ca_file : str or Path
+        PEM certificate(s) the receiver's certificate must chain to; the receiver's host name
+        or IP address must be in its certificate.
+    cert_file, key_file : str or Path, optional
+        Our own certificate and private key (PEM), for a receiver that requires one.
+
+    Returns
+    -------
+    ssl.SSLContext
+
+    Raises
+    ------
+    ValueError
+        If only one of ``cert_file`` and ``key_file`` is given.
+    OSError, ssl.SSLError
+        If a file cannot be read or is not a PEM certificate/key.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file must be given together")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    if cert_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file))
+    return context
+
+
 def _send_over_one_association(
-    ae: AE, host: str, port: int, called_aet: str, headers: list[tuple[Path, pydicom.Dataset]]
+    ae: AE, host: str, port: int, called_aet: str, headers: list[tuple[Path, pydicom.Dataset]],
+    tls: ssl.SSLContext | None = None,
 ) -> list[InstanceStatus]:
     assoc = ae.associate(
-        host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)]
+        host, port, ae_title=called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, _set_nodelay)],
+        tls_args=(tls, host) if tls is not None else None,
     )
     if not assoc.is_established:
-        reason = f"association with {called_aet}@{host}:{port} was rejected or failed"
+        reason = (f"association from {ae.ae_title} to {called_aet}@{host}:{port} was rejected "
+                  "or failed (a receiver that checks senders must list this AE title and host)")
         return [InstanceStatus(str(p), str(h.SOPInstanceUID), None, reason) for p, h in headers]
     try:
         return [_store_one(assoc, path, header) for path, header in headers]

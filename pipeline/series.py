@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -19,9 +20,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
 
 from pipeline.errors import SeriesRejected
+from pipeline.hu_check import hu_profile
+from pipeline.transfer_syntax import check_decodable
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+LEGACY_ENHANCED_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2.2"
+MULTI_FRAME_CT = {ENHANCED_CT_IMAGE_STORAGE: "Enhanced CT Image Storage",
+                  LEGACY_ENHANCED_CT_IMAGE_STORAGE: "Legacy Converted Enhanced CT Image Storage"}
 _TILT_TOLERANCE = 2e-3
 """Largest allowed lateral offset of a slice per mm along the normal (about 0.11 degrees)."""
 _LATERAL_TOLERANCE_MM = 0.1
@@ -49,6 +55,11 @@ class CTSeries:
         Source headers in volume order, pixel data removed.
     dropped_duplicates : list of str
         SOPInstanceUIDs left out because another slice had the same position and pixels.
+    warnings : list of str
+        What the reader should know about the values (e.g. HU assumed without a rescale).
+    rescale_missing : bool
+        The instances had no RescaleSlope/RescaleIntercept and their stored values passed
+        the HU check (:mod:`pipeline.hu_check`); the SR says so.
     """
 
     hu: np.ndarray
@@ -56,6 +67,8 @@ class CTSeries:
     z_positions_mm: np.ndarray
     datasets: list[pydicom.Dataset]
     dropped_duplicates: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rescale_missing: bool = False
 
     @property
     def series_instance_uid(self) -> str:
@@ -146,8 +159,11 @@ def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
     TypeError
         If an item of ``sources`` has an unsupported type.
     SeriesRejected
-        If the series is empty, mixed, not CT, has no pixel data, a gantry tilt,
-        inconsistent geometry or spacing, or conflicting slices at the same position.
+        If the series is empty, mixed, not CT, multi-frame, has no pixel data, pixel data in
+        a transfer syntax no installed decoder reads, a gantry tilt, inconsistent geometry or
+        spacing, two acquisitions whose slices overlap, conflicting slices at the same position,
+        or values that are not HU (missing or implausible rescale; see
+        :mod:`pipeline.hu_check`).
     """
     if isinstance(sources, str | Path | bytes | pydicom.Dataset):
         raise TypeError("sources must be a sequence of instances, not a single instance")
@@ -158,7 +174,10 @@ def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
     with ThreadPoolExecutor(max_workers=threads) as pool:
         datasets = list(pool.map(read_dataset, sources))
     _check_uniform(datasets)
+    check_decodable(datasets)
+    rescaled = _has_rescale(datasets)
     positions = _positions_along_normal(datasets)
+    _check_acquisitions(datasets, positions)
     # Pixel data of the datasets read here is dropped once decoded (the caller's own
     # datasets are left alone), so the encoded and decoded series are not held together.
     owned = [not isinstance(source, pydicom.Dataset) for source in sources]
@@ -169,11 +188,13 @@ def load_series(sources: Sequence[Source], threads: int = 4) -> CTSeries:
     z = positions[keep]
     spacing_z = _slice_spacing(z)
     hu = _stack_releasing(slices, keep)
+    warnings = _check_hu(hu, rescaled)
     # The datasets read here lost their pixel data in _slice_hu and serve as headers as they
     # are; copying them would convert every raw element (about 2 ms per instance).
     headers = [datasets[i] if owned[i] else _strip_pixels(datasets[i]) for i in keep]
     row_mm, col_mm = (float(v) for v in datasets[0].PixelSpacing)
-    return CTSeries(hu, (spacing_z, row_mm, col_mm), z.astype(np.float64), headers, dropped)
+    return CTSeries(hu, (spacing_z, row_mm, col_mm), z.astype(np.float64), headers, dropped,
+                    warnings, not rescaled)
 
 
 NON_DICOM_SUFFIXES = frozenset({".xml", ".txt", ".json", ".md"})
@@ -231,8 +252,9 @@ def _check_uniform(datasets: list[pydicom.Dataset]) -> None:
         modality = ds.get("Modality", "")
         if modality != "CT":
             raise SeriesRejected(f"not a CT series: Modality is {modality!r}")
-        if ds.get("SOPClassUID", CT_IMAGE_STORAGE) == ENHANCED_CT_IMAGE_STORAGE:
-            raise SeriesRejected("multi-frame Enhanced CT is not supported")
+        reason = multi_frame_reason(ds)
+        if reason:
+            raise SeriesRejected(reason)
         if "PixelData" not in ds:
             raise SeriesRejected(f"instance {ds.get('InstanceNumber', '?')} has no pixel data")
     for key in ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
@@ -249,6 +271,87 @@ def _check_uniform(datasets: list[pydicom.Dataset]) -> None:
         for ds in datasets[1:]:
             if not np.allclose(_float_tuple(ds, key), ref, atol=1e-4):
                 raise SeriesRejected(f"inconsistent geometry: {key} differs between instances")
+
+
+def multi_frame_reason(header: Any) -> str:
+    """Say why ``header`` is a multi-frame CT lungseg does not read; empty when single-frame.
+
+    Parameters
+    ----------
+    header : pydicom.Dataset or mapping
+        One instance (keyword access: SOPClassUID, NumberOfFrames).
+    """
+    sop_class = str(header.get("SOPClassUID") or "")
+    frames = header.get("NumberOfFrames")
+    try:
+        n_frames = int(frames) if frames not in (None, "") else 1
+    except (TypeError, ValueError):
+        n_frames = 1
+    if sop_class not in MULTI_FRAME_CT and n_frames <= 1:
+        return ""
+    kind = MULTI_FRAME_CT.get(sop_class, f"SOP class {sop_class or 'unknown'}")
+    return (f"multi-frame CT is not supported: {kind}, {n_frames} frames in one instance "
+            "(send the series as single-frame CT Image Storage instances)")
+
+
+def _has_rescale(datasets: list[pydicom.Dataset]) -> bool:
+    """Tell whether every instance (True) or none (False) has RescaleSlope and -Intercept."""
+    have = [all(ds.get(key) not in (None, "") for key in ("RescaleSlope", "RescaleIntercept"))
+            for ds in datasets]
+    if all(have) or not any(have):
+        return all(have)
+    raise SeriesRejected(
+        f"RescaleSlope/RescaleIntercept missing in {have.count(False)} of {len(have)} instances"
+    )
+
+
+def _check_hu(hu: np.ndarray, rescaled: bool) -> list[str]:
+    """Refuse values that are not HU; return the warnings of a series that stores HU untagged."""
+    try:
+        profile = hu_profile(hu)
+    except ValueError as exc:
+        raise SeriesRejected(f"no CT values to check: {exc}") from exc
+    if rescaled and not profile.plausible:
+        raise SeriesRejected(
+            f"implausible HU values after RescaleSlope/RescaleIntercept: {profile.describe()}"
+        )
+    if rescaled:
+        return []
+    if not profile.plausible:
+        raise SeriesRejected(
+            "RescaleSlope/RescaleIntercept missing and the stored values are not HU: "
+            f"{profile.describe()}"
+        )
+    return ["RescaleSlope/RescaleIntercept missing: the stored values were used as HU "
+            f"(air/lung and soft-tissue check passed: {profile.describe()})"]
+
+
+def _check_acquisitions(datasets: list[pydicom.Dataset], positions: np.ndarray) -> None:
+    """Refuse acquisitions whose slice ranges overlap (several scans of one body region)."""
+    groups: dict[str, list[float]] = {}
+    for ds, z in zip(datasets, positions, strict=True):
+        number = ds.get("AcquisitionNumber")
+        groups.setdefault("(none)" if number in (None, "") else str(number), []).append(float(z))
+    if len(groups) < 2:
+        return
+    spans = sorted((min(z), max(z), number) for number, z in groups.items())
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:], strict=False):
+        if start < end - 1e-3:
+            numbers = sorted(groups, key=_acquisition_key)
+            named = ", ".join(numbers[:-1]) + f" and {numbers[-1]}"
+            count = "two" if len(numbers) == 2 else str(len(numbers))
+            raise SeriesRejected(
+                f"{count} acquisitions in one series: AcquisitionNumber {named} "
+                f"(the slices of acquisitions {first} and {second} overlap from "
+                f"{start:.1f} to {end:.1f} mm along the slice normal)"
+            )
+
+
+def _acquisition_key(number: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(number), number)
+    except ValueError:
+        return (1, 0.0, number)
 
 
 def _float_tuple(ds: pydicom.Dataset, key: str) -> np.ndarray:

@@ -39,6 +39,12 @@ HU = hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit")
 PERCENT = hd.sr.CodedConcept("%", "UCUM", "percent")
 LESION_COUNT = hd.sr.CodedConcept("LESION-COUNT", PRIVATE_SCHEME, "Number of lesions detected")
 COUNT = hd.sr.CodedConcept("{lesions}", "UCUM", "lesions")
+INPUT_QUALITY = hd.sr.CodedConcept("INPUT-QUALITY", PRIVATE_SCHEME, "Input image quality")
+HU_WITHOUT_RESCALE = hd.sr.CodedConcept(
+    "HU-WITHOUT-RESCALE", PRIVATE_SCHEME, "No RescaleSlope/Intercept: stored values used as HU"
+)
+NO_RESCALE_LABEL = "HU assumed, no rescale"
+"""Added to the SR's SeriesDescription when the source had no rescale (fits its 64 characters)."""
 
 
 def tracking_uid(series: CTSeries, algorithm: Algorithm, lesion: Lesion) -> str:
@@ -72,6 +78,9 @@ def write_sr(
     lesions : list of Lesion
         Measured lesions. With none, the report holds a single TID 1501 group (no SCOORD)
         whose "Number of lesions detected" is 0, since TID 1500 needs at least one group.
+        When ``series.rescale_missing``, every group carries the qualitative evaluation
+        "Input image quality" = :data:`HU_WITHOUT_RESCALE` and the SeriesDescription ends
+        with :data:`NO_RESCALE_LABEL`.
     algorithm : Algorithm
         Observer device and algorithm identification.
     series_number : int
@@ -87,11 +96,12 @@ def write_sr(
     ValueError
         If a lesion's key slice is outside the series.
     """
-    groups = [_group(series, lesion, algorithm) for lesion in lesions]
+    evaluations = _input_evaluations(series)
+    groups = [_group(series, lesion, algorithm, evaluations) for lesion in lesions]
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(algorithm),
         procedure_reported=CT_CHEST,
-        imaging_measurements=groups or [_no_lesion_group(series, algorithm)],
+        imaging_measurements=groups or [_no_lesion_group(series, algorithm, evaluations)],
         referenced_images=library_images(series, lesions),
     )
     series_uid, sop_uid = output_uids(series, algorithm, "sr")
@@ -106,13 +116,22 @@ def write_sr(
         is_complete=True,
     )
     sr.SeriesDescription = f"{RESEARCH_LABEL} - lung lesion report"
+    if series.rescale_missing:
+        sr.SeriesDescription += f" - {NO_RESCALE_LABEL}"
     sr.SoftwareVersions = __version__
     sr.CodingSchemeIdentificationSequence = [_private_scheme()]
     return sr
 
 
+def _input_evaluations(series: CTSeries) -> list[hd.sr.QualitativeEvaluation]:
+    """Return the coded warnings about the source values (empty for a normal series)."""
+    if not series.rescale_missing:
+        return []
+    return [hd.sr.QualitativeEvaluation(name=INPUT_QUALITY, value=HU_WITHOUT_RESCALE)]
+
+
 def _no_lesion_group(
-    series: CTSeries, algorithm: Algorithm
+    series: CTSeries, algorithm: Algorithm, evaluations: list[hd.sr.QualitativeEvaluation]
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """Return a TID 1501 group stating that no lesion was found (TID 1500 needs a group)."""
     tracking = hd.sr.TrackingIdentifier(
@@ -124,6 +143,7 @@ def _no_lesion_group(
         finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
         algorithm_id=hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version),
         measurements=[hd.sr.Measurement(name=LESION_COUNT, value=0, unit=COUNT)],
+        qualitative_evaluations=evaluations or None,
     )
 
 
@@ -150,7 +170,8 @@ def _observation_context(algorithm: Algorithm) -> hd.sr.ObservationContext:
 
 
 def _group(
-    series: CTSeries, lesion: Lesion, algorithm: Algorithm
+    series: CTSeries, lesion: Lesion, algorithm: Algorithm,
+    evaluations: list[hd.sr.QualitativeEvaluation],
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     if not 0 <= lesion.key_slice < len(series.datasets):
         raise ValueError(
@@ -173,6 +194,7 @@ def _group(
         finding_sites=[hd.sr.FindingSite(codes.SCT.Lung)],
         algorithm_id=hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version),
         measurements=_measurements(lesion),
+        qualitative_evaluations=evaluations or None,
     )
 
 
