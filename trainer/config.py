@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engines.spec import ModelSpec
+from engines.spec import SEARCH_REGIONS, ModelSpec
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -83,6 +83,21 @@ class TrainConfig:
         JSON file listing whole CT series of any source for lesion-free negative windows,
         each with a mask of its lesions or declared lesion-free
         (:mod:`trainer.data.series_list`); empty for none.
+    scene_list : str
+        Series list whose whole series become training scenes (:mod:`trainer.data.scenes`):
+        their real lesions in their surroundings, and ``scene_masses`` synthetic masses
+        each (:mod:`trainer.data.masses`); empty for none.
+    scene_masses : int
+        Synthetic masses made in each series of ``scene_list``.
+    scene_fraction : float
+        Share of the training patches that are windows of the scenes (half centred on a
+        lesion, half elsewhere in the lung field).
+    search_region : {'lung', 'field'}
+        Search region written to the sidecar (:attr:`engines.spec.ModelSpec.search_region`):
+        ``field`` for a model trained on scenes.
+    init_model : str
+        An exported model (``.pt2``) whose whole U-Net starts fine-tuning (fine-tuning from
+        a released model); its layers must match the config's by name and shape.
     test_fraction, val_fraction : float
         Patient shares of the held-out test split and of the validation split.
     bce_weight : float
@@ -141,6 +156,11 @@ class TrainConfig:
     negative_slices: str = ""
     negative_series: str = ""
     negative_list: str = ""
+    scene_list: str = ""
+    scene_masses: int = 0
+    scene_fraction: float = 0.0
+    search_region: str = "lung"
+    init_model: str = ""
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     bce_weight: float = 1.0
@@ -159,7 +179,15 @@ class TrainConfig:
     model_version: str = "1.3.2"
 
     def __post_init__(self) -> None:
-        for name in ("label_fraction", "negative_fraction"):
+        if self.scene_masses < 0:
+            raise ConfigError(f"scene_masses must be >= 0, got {self.scene_masses!r}")
+        if not 0.0 <= self.scene_fraction + self.negative_fraction <= 1.0:
+            raise ConfigError("scene_fraction + negative_fraction must be in [0, 1], got "
+                              f"{self.scene_fraction!r} + {self.negative_fraction!r}")
+        if self.search_region not in SEARCH_REGIONS:
+            raise ConfigError(f"search_region must be one of {SEARCH_REGIONS}, "
+                              f"got {self.search_region!r}")
+        for name in ("label_fraction", "negative_fraction", "scene_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.subsolid_weight <= 0.0:
@@ -349,5 +377,6 @@ def spec_from_config(cfg: TrainConfig, extra: dict | None = None) -> ModelSpec:
         size_multiple=cfg.size_multiple,
         threshold=cfg.threshold,
         min_lesion_volume_mm3=cfg.min_lesion_volume_mm3,
+        search_region=cfg.search_region,
         extra=extra or {},
     )

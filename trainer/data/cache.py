@@ -8,7 +8,8 @@ anywhere in the body (lung, pleura, mediastinum, liver dome, chest wall) labelle
 LIDC series named by ``negative_series`` add windows centred in their lung away from every
 reader's mark (:mod:`trainer.data.negatives`); series of any source listed in ``negative_list``
 add windows away from their lesion mask, or anywhere in the lung of a series declared
-lesion-free (:mod:`trainer.data.series_list`).
+lesion-free (:mod:`trainer.data.series_list`). Series of a ``scene_list`` add whole-series
+scenes with their real lesions and synthetic masses (:mod:`trainer.data.scenes`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pipeline.preprocess import body_mask, bounding_box, prepare_slices, resampl
 from trainer.config import TrainConfig, spec_from_config
 from trainer.data.datasets import list_crops, read_crop
 from trainer.data.negatives import read_negative_series, reader_xml
+from trainer.data.scenes import build_scenes, mass_sources
 from trainer.data.series_list import read_listed_series, read_series_list
 
 
@@ -98,6 +100,13 @@ def build_cache(cfg: TrainConfig, path: str | Path | None = None) -> Path:
         _add_series(imgs, labs, meta, folder.name, *read_negative_series(folder), spec)
     for entry in listed:
         _add_series(imgs, labs, meta, entry.name, *read_listed_series(entry), spec)
+    if cfg.scene_list:
+        sources = mass_sources(records) if cfg.scene_masses else []
+        for image, label, info in build_scenes(cfg.scene_list, sources, cfg.scene_masses,
+                                               spec, cfg.seed):
+            imgs.append(image)
+            labs.append(label)
+            meta.append(info)
     return _save(imgs, labs, meta, cfg, Path(path or cfg.cache))
 
 

@@ -41,6 +41,7 @@ class PatchCache:
             self.cache_config: dict = json.loads(str(data["config"]))
         self._negative_centres: np.ndarray | None = None
         self._lung_centres: dict[float, np.ndarray] = {}
+        self._scene_centres: dict[tuple[int, int], np.ndarray] = {}
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         i0 = l0 = 0
@@ -95,8 +96,25 @@ class PatchCache:
         keep = set(patients) if patients is not None else None
         return [
             i for i, m in enumerate(self.meta)
-            if m["negative"] == negative and (negative or keep is None or m["patient"] in keep)
+            if m["negative"] == negative and not m.get("scene", False)
+            and (negative or keep is None or m["patient"] in keep)
         ]
+
+    def scene_entries(self) -> list[int]:
+        """Return the indices of the whole-series scenes (:mod:`trainer.data.scenes`)."""
+        return [i for i, m in enumerate(self.meta) if m.get("scene", False)]
+
+    def scene_centres(self, entry: int, value: int) -> np.ndarray:
+        """Return ``(n, 3)`` rows ``(z, y, x)`` of scene ``entry`` whose label is ``value``.
+
+        Every pixel for lesions (``value`` 2), every 11th for the rest of the field (1);
+        computed once per entry and value.
+        """
+        key = (entry, value)
+        if key not in self._scene_centres:
+            rows = np.argwhere(self.labels[entry] == value)
+            self._scene_centres[key] = rows if value == 2 else rows[::11]
+        return self._scene_centres[key]
 
 
 def _paste(canvas: np.ndarray, src: np.ndarray, oy: int, ox: int) -> None:
@@ -154,7 +172,8 @@ class PatchSampler:
     """
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
-                 subsolid_weight: float = 1.0, canvas: str = "air") -> None:
+                 subsolid_weight: float = 1.0, canvas: str = "air",
+                 scene_fraction: float = 0.0) -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
         if canvas not in TRAIN_CANVASES:
@@ -165,6 +184,10 @@ class PatchSampler:
                             for e in crops])
         self.crop_p = weights / weights.sum()
         self.negatives = cache.negative_centres()
+        self.scenes = cache.scene_entries() if scene_fraction > 0 else []
+        if scene_fraction > 0 and not self.scenes:
+            raise ValueError("scene_fraction > 0 needs scenes: build the cache with scene_list")
+        self.scene_fraction = scene_fraction
         uses_lung = canvas in LUNG_CANVASES
         self.lung = cache.lung_centres() if uses_lung else np.zeros((0, 4), np.int64)
         if uses_lung and not len(self.lung):
@@ -219,6 +242,29 @@ class PatchSampler:
         _paste(ci, img[z].astype(np.float32), ay - y, ax - x)
         return ci
 
+    def _scene_patch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Draw a scene window labelled with its lesions.
+
+        Centred on a lesion pixel (moved up to a quarter patch) or elsewhere in the lung
+        field, half and half.
+        """
+        entry = self.scenes[int(self.rng.integers(len(self.scenes)))]
+        lesion = self.cache.scene_centres(entry, 2)
+        positive = len(lesion) > 0 and self.rng.random() < 0.5
+        rows = lesion if positive else self.cache.scene_centres(entry, 1)
+        if not len(rows):
+            rows = self.cache.scene_centres(entry, 2)
+        z, y, x = (int(v) for v in rows[int(self.rng.integers(len(rows)))])
+        p = self.patch
+        jitter = self.rng.integers(-(p // 4), p // 4 + 1, size=2) if positive else (0, 0)
+        oy, ox = p // 2 + int(jitter[0]) - y, p // 2 + int(jitter[1]) - x
+        img, lab = self.cache.images[entry], self.cache.labels[entry]
+        ci = np.zeros((img.shape[1], p, p), np.float32)
+        cl = np.zeros((p, p), np.float32)
+        _paste(ci, img[z].astype(np.float32), oy, ox)
+        _paste(cl, (lab[z] == 2).astype(np.float32), oy, ox)
+        return ci, cl
+
     def _negative_patch(self) -> tuple[np.ndarray, np.ndarray]:
         return self._window(self.negatives), np.zeros((self.patch, self.patch), np.float32)
 
@@ -230,9 +276,12 @@ class PatchSampler:
         ``entries`` picks the crops (one per row); otherwise they are drawn at random.
         """
         imgs, labs = [], []
+        scene_share = self.scene_fraction / max(1.0 - negative_fraction, 1e-9)
         for j in range(n):
             if len(self.negatives) and self.rng.random() < negative_fraction:
                 ci, cl = self._negative_patch()
+            elif self.scenes and entries is None and self.rng.random() < scene_share:
+                ci, cl = self._scene_patch()
             else:
                 e = entries[j] if entries is not None else self._draw_crop()
                 ci, cl = self._crop_patch(e)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -73,3 +74,42 @@ def copy_matching(target: nn.Module, src: Mapping, dst: Mapping, what: str) -> l
         )
     target.load_state_dict(dict(src), strict=False)
     return sorted(src)
+
+
+EXPORT_PREFIX = "net."
+"""Name prefix of the U-Net's weights inside an exported ``.pt2`` program."""
+
+
+def load_exported_weights(target: nn.Module, path: str | Path) -> list[str]:
+    """Copy every weight of an exported model (``.pt2``) into ``target``.
+
+    Fine-tuning from a released model starts from its whole U-Net.
+
+    Parameters
+    ----------
+    target : nn.Module
+        A U-Net built from the same config (layers, widths, decoder, channels).
+    path : str or Path
+        ``.pt2`` file written by ``trainer export``.
+
+    Returns
+    -------
+    list of str
+        The names copied.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    TransferError
+        If names or shapes differ from ``target``'s (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"exported model not found: {path}")
+    state = torch.export.load(str(path)).state_dict
+    src = {k[len(EXPORT_PREFIX):]: v.detach().clone() for k, v in state.items()
+           if k.startswith(EXPORT_PREFIX)}
+    dst = {k: v for k, v in target.state_dict().items() if k in src or not k.endswith(
+        "num_batches_tracked")}
+    return copy_matching(target, src, dst, f"exported model {path.name}")

@@ -26,7 +26,7 @@ from trainer.data.patches import PatchCache, PatchSampler
 from trainer.evaluation.plots import plot_curves, plot_overlays
 from trainer.nn.losses import dice_bce_loss, nt_xent, vae_loss
 from trainer.nn.models import build_model
-from trainer.nn.transfer import transfer_encoder
+from trainer.nn.transfer import load_exported_weights, transfer_encoder
 from trainer.train.checkpoint import load_checkpoint, save_checkpoint
 from trainer.train.schedule import learning_rate
 
@@ -57,7 +57,8 @@ class Setup:
         self.split, self.labelled = crop_split(self.cache.patients(), cfg.test_fraction,
                                                cfg.val_fraction, cfg.label_fraction)
         self.train = PatchSampler(self.cache, self.train_entries(), cfg.patch_size,
-                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas)
+                                  cfg.seed, cfg.subsolid_weight, cfg.crop_canvas,
+                                  cfg.scene_fraction)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
                                        cfg.patch_size, cfg.seed + 1)
         val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123,
@@ -247,6 +248,8 @@ def finetune(cfg: TrainConfig, setup: Setup | None = None,
     model = build_model("UNet", cfg)
     if cfg.init:
         init_weights(model, load_checkpoint(cfg.init)["state_dict"])
+    if cfg.init_model:
+        load_exported_weights(model, cfg.init_model)
     model.to(setup.device)
     aug = cfg.augment_params()
 
