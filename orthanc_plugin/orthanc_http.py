@@ -10,11 +10,33 @@ from typing import Any
 
 
 class OrthancHttpError(RuntimeError):
-    """An Orthanc REST call failed; ``status`` is the HTTP status (0 when unreachable)."""
+    """An Orthanc REST call failed; ``status`` is the HTTP status (0 when unreachable).
+
+    ``detail`` is Orthanc's own error message when its answer has one (e.g. "Cannot write to
+    file"), else the start of the answer or the network error.
+    """
 
     def __init__(self, method: str, path: str, status: int, detail: str) -> None:
         super().__init__(f"{method} {path} failed with HTTP {status}: {detail[:300]}")
         self.status = status
+        self.detail = _orthanc_message(detail)
+
+    @property
+    def transient(self) -> bool:
+        """True when Orthanc could not be reached or was unavailable (worth trying again)."""
+        return self.status in (0, 502, 503, 504)
+
+
+def _orthanc_message(text: str) -> str:
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(answer, dict):
+        parts = [str(answer[k]) for k in ("Message", "Details") if answer.get(k)]
+        if parts:
+            return ": ".join(parts)[:300]
+    return text[:300]
 
 
 class OrthancClient:

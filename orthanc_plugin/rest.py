@@ -1,6 +1,7 @@
 """REST routes under ``/lungseg`` (registered by the plugin; behind Orthanc's HTTP auth).
 
-- ``GET /lungseg/jobs``: every job (``?limit=N``, default 1000).
+- ``GET /lungseg/status``: the worker process: state, pid, starts, why it stopped.
+- ``GET /lungseg/jobs``: every job (``?limit=N``, default 1000), and the worker's status.
 - ``GET /lungseg/series/{id}``: one series' job: state, reason, timings per stage.
 - ``POST /lungseg/series/{id}/run``: queue the series again, even if already processed.
 """
@@ -13,6 +14,7 @@ from typing import Any
 from orthanc_plugin.jobstore import JobStore
 from orthanc_plugin.triage import triage
 
+STATUS_ROUTE = "/lungseg/status"
 JOBS_ROUTE = "/lungseg/jobs"
 SERIES_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)"
 RUN_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)/run"
@@ -38,8 +40,8 @@ def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
              **request: Any) -> None:
     """Answer ``GET /lungseg/jobs`` with ``{"jobs": [...], "worker": {...}}``.
 
-    ``worker`` (a :class:`~orthanc_plugin.supervisor.WorkerSupervisor`) adds its pid and number
-    of starts; a bad ``limit`` gives 400.
+    ``worker`` (a :class:`~orthanc_plugin.supervisor.WorkerSupervisor`) adds its status (see
+    :func:`get_status`); a bad ``limit`` gives 400.
     """
     if not _method_ok(output, request, "GET"):
         return
@@ -52,9 +54,20 @@ def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
         return
     payload: dict[str, Any] = {"jobs": [j.to_json() for j in jobs]}
     if worker is not None:
-        payload["worker"] = {"pid": worker.pid, "running": worker.pid is not None,
-                             "starts": worker.starts}
+        payload["worker"] = worker.status()
     _answer(output, 200, payload)
+
+
+def get_status(worker: Any, store: JobStore, output: Any, uri: str, **request: Any) -> None:
+    """Answer ``GET /lungseg/status`` with the worker's status and the jobs per state.
+
+    ``worker`` is ``{"state", "pid", "running", "starts", "failed_starts", "reason"}`` from
+    :meth:`~orthanc_plugin.supervisor.WorkerSupervisor.status`: e.g. ``stopped`` with the
+    reason when the model file is missing.
+    """
+    if not _method_ok(output, request, "GET"):
+        return
+    _answer(output, 200, {"worker": worker.status(), "jobs": store.counts()})
 
 
 def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:
