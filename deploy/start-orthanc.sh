@@ -3,7 +3,9 @@
 #
 # Environment (defaults in brackets):
 #   LUNGSEG_HTTP_PORT [8042]  LUNGSEG_DICOM_PORT [4242]  LUNGSEG_AET [ORTHANC]
-#   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (storage, job store, rendered config, log, pid)
+#   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (job store, rendered config, log, pid)
+#   LUNGSEG_STORAGE_DIR [$LUNGSEG_DATA_DIR/storage]  Orthanc's DICOM files and index; may sit on
+#                             its own volume (a full storage disk then leaves the job store usable)
 #   LUNGSEG_USER [lungseg]  LUNGSEG_PASSWORD [generated, printed once]
 #   LUNGSEG_STABLE_AGE [10] seconds without new instances before a series is processed
 #   LUNGSEG_SEGMENTER [auto]  LUNGSEG_ENGINE [onnx]  LUNGSEG_MODEL [default model]
@@ -47,8 +49,11 @@ for lib in libOrthancPython.so libOrthancDicomWeb.so; do
 done
 [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV: run deploy/install.sh (or set LUNGSEG_VENV)"
 
-mkdir -p "$DATA_DIR/storage"
+mkdir -p "$DATA_DIR"
 DATA_DIR="$(cd "$DATA_DIR" && pwd)"
+STORAGE_DIR="${LUNGSEG_STORAGE_DIR:-$DATA_DIR/storage}"
+mkdir -p "$STORAGE_DIR"
+STORAGE_DIR="$(cd "$STORAGE_DIR" && pwd)"
 PID_FILE="$DATA_DIR/orthanc.pid"
 LOG_FILE="$DATA_DIR/orthanc.log"
 if [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
@@ -67,7 +72,7 @@ WORKER_PASSWORD="$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(
 
 js() { /usr/bin/python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1"; }
 SITE_PACKAGES="$("$VENV/bin/python" -c 'import json, site; print(json.dumps(site.getsitepackages()))')"
-export LUNGSEG_R_STORAGE_DIR="$(js "$DATA_DIR/storage")"
+export LUNGSEG_R_STORAGE_DIR="$(js "$STORAGE_DIR")"
 export LUNGSEG_R_HTTP_PORT="$HTTP_PORT" LUNGSEG_R_DICOM_PORT="$DICOM_PORT"
 export LUNGSEG_R_AET="$(js "${LUNGSEG_AET:-ORTHANC}")"
 export LUNGSEG_R_REGISTERED_USERS="$(/usr/bin/python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' "$USER_NAME" "$PASSWORD" "$WORKER_USER" "$WORKER_PASSWORD")"

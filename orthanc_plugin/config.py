@@ -48,6 +48,7 @@ class PluginConfig:
     worker_memory_limit_mb: int | None = None
     max_attempts: int = 3
     retry_delay_s: float = 10.0
+    storage_dir: str | None = None
 
     @property
     def job_db(self) -> Path:
@@ -90,6 +91,7 @@ _SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
     "worker_memory_limit_mb": ("WorkerMemoryLimitMB", (int, type(None)), False),
     "max_attempts": ("MaxAttempts", (int,), False),
     "retry_delay_s": ("RetryDelaySeconds", (int, float), False),
+    "storage_dir": ("StorageDirectory", (str, type(None)), False),
 }
 _KEYS_BY_FIELD = {name: spec[0] for name, spec in _SPEC.items()}
 
@@ -169,7 +171,7 @@ def from_section(section: Mapping[str, Any]) -> PluginConfig:
     if unknown:
         raise ConfigError(f"unknown configuration key(s) {[f'{SECTION}.{k}' for k in unknown]}")
     values = {name: _checked(section, name) for name in _SPEC}
-    nullable = ("model_path", "threads", "worker_memory_limit_mb")
+    nullable = ("model_path", "threads", "worker_memory_limit_mb", "storage_dir")
     values = {k: v for k, v in values.items() if v is not None or k in nullable}
     if "site_packages" in values:
         values["site_packages"] = tuple(values["site_packages"])

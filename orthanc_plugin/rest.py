@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from orthanc_plugin.jobstore import JobStore
@@ -29,6 +33,21 @@ def _answer(output: Any, status: int, payload: object) -> None:
         output.SendHttpStatus(status, body, len(body))  # orthanc-python wants (int, str, int)
 
 
+def _store_errors_answered(route: Callable[..., None]) -> Callable[..., None]:
+    """Answer 503 with the reason when the job store cannot be used (e.g. its disk is full)."""
+    signature = inspect.signature(route)
+
+    @functools.wraps(route)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            route(*args, **kwargs)
+        except sqlite3.Error as exc:
+            output = signature.bind_partial(*args, **kwargs).arguments["output"]
+            _answer(output, 503, {"error": f"the lungseg job store cannot be used: {exc}"})
+
+    return wrapper
+
+
 def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:
     if request.get("method") != allowed:
         output.SendMethodNotAllowed(allowed)
@@ -36,6 +55,7 @@ def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:
     return True
 
 
+@_store_errors_answered
 def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
              **request: Any) -> None:
     """Answer ``GET /lungseg/jobs`` with ``{"jobs": [...], "worker": {...}}``.
@@ -58,6 +78,7 @@ def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
     _answer(output, 200, payload)
 
 
+@_store_errors_answered
 def get_status(worker: Any, store: JobStore, output: Any, uri: str, **request: Any) -> None:
     """Answer ``GET /lungseg/status`` with the worker's status and the jobs per state.
 
@@ -70,6 +91,7 @@ def get_status(worker: Any, store: JobStore, output: Any, uri: str, **request: A
     _answer(output, 200, {"worker": worker.status(), "jobs": store.counts()})
 
 
+@_store_errors_answered
 def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:
     """Answer ``GET /lungseg/series/{id}`` with the job, or 404 when the series has none."""
     if not _method_ok(output, request, "GET"):
@@ -82,6 +104,7 @@ def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:
     _answer(output, 200, job.to_json())
 
 
+@_store_errors_answered
 def post_run(api: Any, store: JobStore, output: Any, uri: str, **request: Any) -> None:
     """Answer ``POST /lungseg/series/{id}/run``: queue the series; 404 when Orthanc lacks it."""
     if not _method_ok(output, request, "POST"):

@@ -88,11 +88,11 @@ def free_space_note(path: str | Path) -> str:
     return f"{free / 1e6:.1f} MB free on {path}"
 
 
-def _failure(exc: Exception, job: Job, data_dir: str | None) -> tuple[str, dict[str, Any]]:
+def _failure(exc: Exception, job: Job, disk: str | None) -> tuple[str, dict[str, Any]]:
     """Reason of a failed attempt and the result that still stands in Orthanc."""
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, StoreFailed):
-        note = free_space_note(data_dir) if data_dir else ""
+        note = free_space_note(disk) if disk else ""
         return reason + (f" ({note})" if note else ""), {}  # the previous result was replaced
     if isinstance(exc, MemoryError):
         return reason + " (the worker ran out of memory; see LungSeg.WorkerMemoryLimitMB)", \
@@ -102,12 +102,12 @@ def _failure(exc: Exception, job: Job, data_dir: str | None) -> tuple[str, dict[
 
 def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig: Any,
                 job: Job, policy: RetryPolicy | None = None,
-                data_dir: str | None = None) -> Job:
+                storage_dir: str | None = None) -> Job:
     """Run a claimed job and record its outcome; errors become a ``failed`` job, never a crash.
 
     When Orthanc cannot be reached (e.g. it is stopping), the attempt is retried according to
-    ``policy`` (default: none, the job fails at once). ``data_dir`` is the data disk whose free
-    space a failed store reports.
+    ``policy`` (default: none, the job fails at once). ``storage_dir`` is Orthanc's storage
+    folder, whose free space a failed store reports.
     """
     started = time.perf_counter()
     try:
@@ -115,7 +115,7 @@ def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig:
     except Exception as exc:
         LOG.exception("series %s failed", job.series_id)
         transient = isinstance(exc, (OrthancHttpError, StoreFailed)) and exc.transient
-        reason, result = _failure(exc, job, data_dir)
+        reason, result = _failure(exc, job, storage_dir)
         if transient and policy is not None:
             return store.retry(job.series_id, reason, policy)
         outcome = Outcome("failed", reason, {}, result, job.instance_count,
@@ -161,7 +161,8 @@ def serve(cfg: PluginConfig, should_stop: Any = None, segmenter: Any = None) -> 
             time.sleep(cfg.poll_interval_s)
             continue
         try:
-            process_one(store, client, segmenter, pconfig, job, cfg.retry_policy, cfg.data_dir)
+            process_one(store, client, segmenter, pconfig, job, cfg.retry_policy,
+                        cfg.storage_dir or cfg.data_dir)
         except BaseException:  # SIGTERM (SystemExit) mid-job: the job is not lost
             store.release(job.series_id)
             LOG.warning("series %s interrupted: queued again", job.series_id)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 
@@ -22,6 +23,7 @@ from e2e_support import (
     send,
     series_dir,
     sorted_slices,
+    study_results,
     wait_for_state,
     write_as_new_study,
 )
@@ -224,3 +226,72 @@ def test_missing_then_corrupt_model_keeps_orthanc_serving_without_a_crash_loop(t
     log = server.log()
     assert len(re.findall(r"worker process started", log)) == 3 + 3 + 1
     assert "Traceback" not in log
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 64 MB tmpfs mounted on a temp folder (needs root, or sudo without a password)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    proc = subprocess.run([*prefix, "mount", "-t", "tmpfs", "-o", "size=64m,mode=0700",
+                           "lungseg-test", str(mount)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = f"cannot mount a tmpfs ({proc.stderr.strip()}): run as root or with sudo"
+        if _ci():
+            pytest.fail(msg + " (CI=true: the disk-full test must run)", pytrace=False)
+        pytest.skip(msg)
+    yield mount
+    subprocess.run([*prefix, "umount", "-l", str(mount)], check=True, timeout=60)
+
+
+def fill(disk, leave_bytes: int):
+    """Take all the space of ``disk`` but ``leave_bytes``; return the filler file."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with open(filler, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, max(0, free - leave_bytes))
+    return filler
+
+
+def test_full_disk_fails_the_job_with_the_reason_and_a_retry_succeeds(small_disk, tmp_path):
+    require_orthanc()
+    server = OrthancServer(tmp_path / "orthanc", stable_age=1, extra_env={
+        "LUNGSEG_STORAGE_DIR": str(small_disk),
+        "LUNGSEG_SEGMENTER": os.environ.get("LUNGSEG_TEST_SEGMENTER", "auto")})
+    server.start()
+    try:
+        client = server.client()
+        folder, study_uid, series_uid = new_copy(tmp_path, "full", NODULE_SLICES)
+        series_id = send_and_find(server, folder, series_uid)
+        wait_for_state(client, series_id, ("running",), timeout_s=120)
+        filler = fill(small_disk, leave_bytes=64 * 1024)  # the SEG needs about 275 kB
+        failed = wait_for_job(client, series_id, timeout_s=300)
+        print(f"\nfull disk: {failed['reason']}")
+        assert failed["state"] == "failed", failed
+        assert failed["reason"].startswith("StoreFailed: storing the SEG in Orthanc failed")
+        assert f"MB free on {small_disk})" in failed["reason"]
+        assert set(study_results(client, study_uid)) == {"CT"}  # no SEG without its SR
+        assert client.get_json("/system")["Version"]
+
+        filler.unlink()
+        asked = time.time()
+        client.request("POST", f"/lungseg/series/{series_id}/run", b"")
+        job = wait_for_job(client, series_id, timeout_s=300, finished_after=asked)
+        assert job["state"] == "done", job
+        assert_one_seg_and_one_sr(client, study_uid, job)
+        sent = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
+                for p in folder.glob("*.dcm")}
+        stored = set()
+        for instance in client.get_json(f"/series/{series_id}/instances"):
+            ds = pydicom.dcmread(io.BytesIO(client.request(
+                "GET", f"/instances/{instance['ID']}/file")))
+            assert ds.pixel_array.shape == (512, 512)
+            stored.add(ds.SOPInstanceUID)
+        assert stored == sent  # every CT instance is still there and readable
+    finally:
+        server.stop()
