@@ -1,7 +1,8 @@
 """Faults against a real Orthanc: each ends with nothing lost and exactly one SEG and one SR.
 
 The worker killed mid-job, Orthanc stopped (SIGTERM) mid-job and started again, a series that
-arrives in two parts, the model file missing or corrupt at start.
+arrives in two parts, the model file missing or corrupt at start, the storage disk full while
+the results are written (a size-limited tmpfs), a 1,000-slice series under a memory cap.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from e2e_support import (
     send,
     series_dir,
     sorted_slices,
+    stacked_series,
     study_results,
     wait_for_state,
     write_as_new_study,
@@ -293,5 +295,43 @@ def test_full_disk_fails_the_job_with_the_reason_and_a_retry_succeeds(small_disk
             assert ds.pixel_array.shape == (512, 512)
             stored.add(ds.SOPInstanceUID)
         assert stored == sent  # every CT instance is still there and readable
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_thousand_slices_under_a_memory_cap_fail_cleanly_or_complete(tmp_path):
+    require_orthanc()
+    root = f"2.25.{uuid.uuid4().int}"
+    big = stacked_series(series_dir(), tmp_path / "big", root, 1000)
+    server = OrthancServer(tmp_path / "orthanc", stable_age=2, extra_env={
+        "LUNGSEG_SEGMENTER": os.environ.get("LUNGSEG_TEST_SEGMENTER", "auto"),
+        "LUNGSEG_WORKER_MEMORY_MB": "2048"})
+    server.start()
+    try:
+        client = server.client()
+        series_id = send_and_find(server, big, f"{root}.2")
+        failed = wait_for_job(client, series_id, timeout_s=900)
+        print(f"\n1,000 slices under 2048 MiB: {failed['state']} {failed['reason']}")
+        assert failed["state"] == "failed" and failed["instance_count"] == 1000, failed
+        assert failed["reason"].startswith("MemoryError: Unable to allocate")
+        assert "LungSeg.WorkerMemoryLimitMB" in failed["reason"]
+        assert set(study_results(client, f"{root}.1")) == {"CT"}
+        status = client.get_json("/lungseg/status")["worker"]
+        assert status["state"] == "running" and status["starts"] == 1  # no crash, no restart
+        folder, study_uid, series_uid = new_copy(tmp_path, "after", NODULE_SLICES)
+        job = wait_for_job(client, send_and_find(server, folder, series_uid), timeout_s=300)
+        assert job["state"] == "done", job  # the worker goes on with the next series
+        assert_one_seg_and_one_sr(client, study_uid, job)
+
+        server.stop()
+        server.extra_env["LUNGSEG_WORKER_MEMORY_MB"] = "6144"
+        server.start()
+        asked = time.time()
+        client.request("POST", f"/lungseg/series/{series_id}/run", b"")
+        job = wait_for_job(client, series_id, timeout_s=900, finished_after=asked)
+        print(f"1,000 slices under 6144 MiB: {job['state']} in {job['timings']['total']:.1f} s")
+        assert job["state"] == "done" and job["instance_count"] == 1000, job
+        assert_one_seg_and_one_sr(client, f"{root}.1", job)
     finally:
         server.stop()
