@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -50,6 +51,9 @@ class OrthancClient:
         Credentials of a registered Orthanc user.
     timeout_s : float
         Per-request timeout in seconds.
+    ssl_context : ssl.SSLContext, optional
+        For an ``https`` URL: the context that verifies the server (e.g. with a site's own
+        certificate authority); default: the system's trusted authorities.
 
     Raises
     ------
@@ -57,7 +61,8 @@ class OrthancClient:
         If ``url`` is not an http(s) URL or ``timeout_s`` is not positive.
     """
 
-    def __init__(self, url: str, user: str, password: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, url: str, user: str, password: str, timeout_s: float = 120.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http(s) URL, got {url!r}")
         if timeout_s <= 0:
@@ -66,6 +71,7 @@ class OrthancClient:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}"}
         self.timeout_s = timeout_s
+        self._ssl_context = ssl_context
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str = "application/octet-stream") -> bytes:
@@ -81,7 +87,8 @@ class OrthancClient:
             headers["Content-Type"] = content_type
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout_s,
+                                        context=self._ssl_context) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             raise OrthancHttpError(method, path, exc.code,

@@ -173,3 +173,32 @@ def wait_for_state(client, series_id: str, states: tuple[str, ...], timeout_s: f
         time.sleep(poll_s)
     raise TimeoutError(f"series {series_id}: not {states} within {timeout_s:g} s "
                        f"(last {job.get('state')!r} {job.get('reason', '')!r})")
+
+
+NGINX = Path("/usr/sbin/nginx")
+OHIF_INDEX = REPO / "deploy" / "ohif" / "app" / "index.html"
+
+
+def require_viewer() -> None:
+    """Skip without nginx, openssl or the OHIF app locally; fail on CI, where they must be."""
+    missing = [str(p) for p in (NGINX, OHIF_INDEX) if not p.exists()]
+    if shutil.which("openssl") is None:
+        missing.append("openssl")
+    if missing:
+        msg = (f"viewer tools missing ({', '.join(missing)}): run deploy/install.sh and "
+               "deploy/install-viewer.sh")
+        if _ci():
+            pytest.fail(msg + " (CI=true: the viewer tests must run)", pytrace=False)
+        pytest.skip(msg)
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """Make a self-signed certificate for localhost and 127.0.0.1 with openssl; return
+    (certificate, key). The certificate is also its own certificate authority."""
+    cert, key = folder / "viewer-cert.pem", folder / "viewer-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
