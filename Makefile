@@ -24,7 +24,8 @@ stop:
 	-deploy/stop-viewer.sh
 	deploy/stop-orthanc.sh
 
-# OHIF viewer next to Orthanc (same origin): `make viewer STUDY=<StudyInstanceUID>` prints the link.
+# OHIF viewer behind nginx next to Orthanc (same origin; HTTPS with LUNGSEG_TLS_CERT/LUNGSEG_TLS_KEY):
+# `make viewer STUDY=<StudyInstanceUID>` prints the link.
 .PHONY: viewer
 viewer:
 	deploy/ohif/install-ohif.sh

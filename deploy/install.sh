@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install lungseg on Debian 12 (run as root; idempotent, safe to re-run).
 #
-#   1. apt: orthanc, orthanc-python, orthanc-dicomweb, dicom3tools, dcmtk (apt-get update once).
+#   1. apt: orthanc, orthanc-python, orthanc-dicomweb, dicom3tools, dcmtk, nginx (apt-get update once).
 #   2. a venv made with Debian's /usr/bin/python3 (the Python that Orthanc's plugin embeds).
 #   3. the project into it: pip install -e ".[$LUNGSEG_EXTRAS]".
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LUNGSEG_VENV:-$REPO/.venv}"
 EXTRAS="${LUNGSEG_EXTRAS:-}"
-APT_PACKAGES=(orthanc orthanc-python orthanc-dicomweb dicom3tools curl)
+APT_PACKAGES=(orthanc orthanc-python orthanc-dicomweb dicom3tools curl nginx)
 # dcmtk: dcmcjpeg makes the JPEG Lossless test series (pydicom has no encoder for it)
 APT_PACKAGES+=(dcmtk)
 TORCH_VERSION="2.13.0"
@@ -42,10 +42,14 @@ install_apt() {
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  # the Debian package would start a system-wide Orthanc on 8042/4242; we start our own
+  # the Debian packages would start a system-wide Orthanc on 8042/4242 and nginx on 80; we start
+  # our own (deploy/start-orthanc.sh, deploy/start-viewer.sh)
   apt-get install -y -q --no-install-recommends "${missing[@]}"
   if command -v systemctl >/dev/null && systemctl is-active --quiet orthanc 2>/dev/null; then
     log "note: the Debian orthanc service is running and may hold ports 8042/4242"
+  fi
+  if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+    log "note: the Debian nginx service is running on port 80 (lungseg's viewer does not use it)"
   fi
 }
 

@@ -11,11 +11,18 @@
 #     LUNGSEG_DICOM_TLS_CERT  LUNGSEG_DICOM_TLS_KEY  Orthanc's certificate and private key (PEM)
 #     LUNGSEG_DICOM_TLS_TRUSTED   PEM bundle of the senders' certificates (or their CA)
 #     LUNGSEG_DICOM_TLS_REQUIRE_CLIENT_CERT [1]  0: senders need no certificate of their own
-#   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (storage, job store, rendered config, log, pid)
+#   LUNGSEG_DATA_DIR [<checkout>/var/orthanc]  (job store, rendered config, log, pid)
+#   LUNGSEG_STORAGE_DIR [$LUNGSEG_DATA_DIR/storage]  Orthanc's DICOM files and index; may sit on
+#                             its own volume (a full storage disk then leaves the job store usable)
 #   LUNGSEG_USER [lungseg]  LUNGSEG_PASSWORD [generated, printed once]
 #   LUNGSEG_STABLE_AGE [10] seconds without new instances before a series is processed
 #   LUNGSEG_SEGMENTER [auto]  LUNGSEG_ENGINE [onnx]  LUNGSEG_MODEL [default model]
 #   LUNGSEG_MIN_SLICES [10]  LUNGSEG_VENV [<checkout>/.venv]
+#   LUNGSEG_MAX_ATTEMPTS [3] attempts of a job that may break off (worker died, Orthanc gone)
+#   LUNGSEG_RETRY_DELAY [10] seconds before the second attempt; doubles for each further one
+#   LUNGSEG_WORKER_MAX_STARTS [5] failed worker starts in a row (e.g. model missing) before giving up
+#   LUNGSEG_WORKER_RESTART_DELAY [2] seconds before starting a failed worker again; doubles, max 60
+#   LUNGSEG_WORKER_MEMORY_MB [no limit] address-space cap of the worker process (MiB, >= 256)
 #   LUNGSEG_FOREGROUND=1      stay in the foreground (systemd); otherwise wait until it answers
 #   LUNGSEG_START_TIMEOUT [60] seconds to wait for /system
 set -euo pipefail
@@ -29,21 +36,32 @@ VENV="${LUNGSEG_VENV:-$REPO/.venv}"
 STABLE_AGE="${LUNGSEG_STABLE_AGE:-10}"
 MIN_SLICES="${LUNGSEG_MIN_SLICES:-10}"
 TIMEOUT="${LUNGSEG_START_TIMEOUT:-60}"
+MAX_ATTEMPTS="${LUNGSEG_MAX_ATTEMPTS:-3}"
+RETRY_DELAY="${LUNGSEG_RETRY_DELAY:-10}"
+WORKER_MAX_STARTS="${LUNGSEG_WORKER_MAX_STARTS:-5}"
+WORKER_RESTART_DELAY="${LUNGSEG_WORKER_RESTART_DELAY:-2}"
+WORKER_MEMORY_MB="${LUNGSEG_WORKER_MEMORY_MB:-}"
 ORTHANC_BIN="${LUNGSEG_ORTHANC_BIN:-/usr/sbin/Orthanc}"
 
 die() { echo "start-orthanc: $*" >&2; exit 1; }
 
-for n in HTTP_PORT DICOM_PORT STABLE_AGE MIN_SLICES TIMEOUT; do
+for n in HTTP_PORT DICOM_PORT STABLE_AGE MIN_SLICES TIMEOUT MAX_ATTEMPTS RETRY_DELAY \
+         WORKER_MAX_STARTS WORKER_RESTART_DELAY; do
   [[ "${!n}" =~ ^[0-9]+$ ]] || die "LUNGSEG_$n must be a whole number, got '${!n}'"
 done
+[[ -z "$WORKER_MEMORY_MB" || "$WORKER_MEMORY_MB" =~ ^[0-9]+$ ]] \
+  || die "LUNGSEG_WORKER_MEMORY_MB must be a whole number of MiB, got '$WORKER_MEMORY_MB'"
 [[ -x "$ORTHANC_BIN" ]] || die "$ORTHANC_BIN not found: run deploy/install.sh (apt package orthanc)"
 for lib in libOrthancPython.so libOrthancDicomWeb.so; do
   [[ -f "/usr/share/orthanc/plugins/$lib" ]] || die "/usr/share/orthanc/plugins/$lib missing: run deploy/install.sh"
 done
 [[ -x "$VENV/bin/python" ]] || die "no venv at $VENV: run deploy/install.sh (or set LUNGSEG_VENV)"
 
-mkdir -p "$DATA_DIR/storage"
+mkdir -p "$DATA_DIR"
 DATA_DIR="$(cd "$DATA_DIR" && pwd)"
+STORAGE_DIR="${LUNGSEG_STORAGE_DIR:-$DATA_DIR/storage}"
+mkdir -p "$STORAGE_DIR"
+STORAGE_DIR="$(cd "$STORAGE_DIR" && pwd)"
 PID_FILE="$DATA_DIR/orthanc.pid"
 LOG_FILE="$DATA_DIR/orthanc.log"
 if [[ -f "$PID_FILE" ]] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
@@ -85,7 +103,7 @@ export LUNGSEG_R_DICOM_TLS_CERTIFICATE="$(js "$TLS_CERT")" LUNGSEG_R_DICOM_TLS_P
 export LUNGSEG_R_DICOM_TLS_TRUSTED_CERTIFICATES="$(js "$TLS_TRUSTED")"
 export LUNGSEG_R_DICOM_TLS_REMOTE_CERTIFICATE_REQUIRED="$([[ "$TLS_REQUIRE" == 1 ]] && echo true || echo false)"
 SITE_PACKAGES="$("$VENV/bin/python" -c 'import json, site; print(json.dumps(site.getsitepackages()))')"
-export LUNGSEG_R_STORAGE_DIR="$(js "$DATA_DIR/storage")"
+export LUNGSEG_R_STORAGE_DIR="$(js "$STORAGE_DIR")"
 export LUNGSEG_R_HTTP_PORT="$HTTP_PORT" LUNGSEG_R_DICOM_PORT="$DICOM_PORT"
 export LUNGSEG_R_AET="$(js "${LUNGSEG_AET:-ORTHANC}")"
 export LUNGSEG_R_REGISTERED_USERS="$(/usr/bin/python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' "$USER_NAME" "$PASSWORD" "$WORKER_USER" "$WORKER_PASSWORD")"
@@ -100,6 +118,10 @@ export LUNGSEG_R_SEGMENTER="$(js "${LUNGSEG_SEGMENTER:-auto}")"
 export LUNGSEG_R_ENGINE="$(js "${LUNGSEG_ENGINE:-onnx}")"
 if [[ -n "${LUNGSEG_MODEL:-}" ]]; then LUNGSEG_R_MODEL_PATH="$(js "$LUNGSEG_MODEL")"; else LUNGSEG_R_MODEL_PATH=null; fi
 export LUNGSEG_R_MODEL_PATH
+export LUNGSEG_R_MAX_ATTEMPTS="$MAX_ATTEMPTS" LUNGSEG_R_RETRY_DELAY="$RETRY_DELAY"
+export LUNGSEG_R_WORKER_MAX_STARTS="$WORKER_MAX_STARTS"
+export LUNGSEG_R_WORKER_RESTART_DELAY="$WORKER_RESTART_DELAY"
+export LUNGSEG_R_WORKER_MEMORY_MB="${WORKER_MEMORY_MB:-null}"
 CONFIG="$DATA_DIR/orthanc.json"
 /usr/bin/python3 "$REPO/deploy/render_config.py" "$REPO/deploy/orthanc.json.template" "$CONFIG"
 unset "${!LUNGSEG_R_@}"
@@ -108,6 +130,7 @@ print_urls() {
   echo "start-orthanc: Orthanc explorer  http://localhost:$HTTP_PORT/app/explorer.html (user '$USER_NAME')"
   echo "start-orthanc: DICOMweb          http://localhost:$HTTP_PORT/dicom-web/studies"
   echo "start-orthanc: lungseg jobs      http://localhost:$HTTP_PORT/lungseg/jobs"
+  echo "start-orthanc: lungseg status    http://localhost:$HTTP_PORT/lungseg/status"
   echo "start-orthanc: DICOM C-STORE     AET ${LUNGSEG_AET:-ORTHANC} on port $DICOM_PORT$([[ -n "$TLS_CERT" ]] && echo " (TLS)"), from: ${SENDERS:-nobody (LUNGSEG_SENDERS is empty)}"
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the viewer started by deploy/start-viewer.sh (same LUNGSEG_DATA_DIR).
+# Stop the viewer's nginx started by deploy/start-viewer.sh (same LUNGSEG_DATA_DIR).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pid_file="${LUNGSEG_DATA_DIR:-$root/var/orthanc}/viewer.pid"

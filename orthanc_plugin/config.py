@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orthanc_plugin.jobstore import RetryPolicy
 from pipeline.errors import ConfigError
 
 SECTION = "LungSeg"
@@ -43,11 +44,21 @@ class PluginConfig:
     poll_interval_s: float = 0.05
     scan_on_start: bool = True
     worker_restart_delay_s: float = 2.0
+    worker_max_starts: int = 5
+    worker_memory_limit_mb: int | None = None
+    max_attempts: int = 3
+    retry_delay_s: float = 10.0
+    storage_dir: str | None = None
 
     @property
     def job_db(self) -> Path:
         """Path of the sqlite job store inside :attr:`data_dir`."""
         return Path(self.data_dir) / "lungseg-jobs.sqlite"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How jobs whose attempt broke off are retried (``MaxAttempts``, ``RetryDelaySeconds``)."""
+        return RetryPolicy(self.max_attempts, float(self.retry_delay_s))
 
     def to_json(self) -> str:
         """Serialise to the JSON form the worker process reads back with :func:`from_section`."""
@@ -76,6 +87,11 @@ _SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
     "poll_interval_s": ("PollIntervalSeconds", (int, float), False),
     "scan_on_start": ("ScanOnStart", (bool,), False),
     "worker_restart_delay_s": ("WorkerRestartDelaySeconds", (int, float), False),
+    "worker_max_starts": ("WorkerMaxStarts", (int,), False),
+    "worker_memory_limit_mb": ("WorkerMemoryLimitMB", (int, type(None)), False),
+    "max_attempts": ("MaxAttempts", (int,), False),
+    "retry_delay_s": ("RetryDelaySeconds", (int, float), False),
+    "storage_dir": ("StorageDirectory", (str, type(None)), False),
 }
 _KEYS_BY_FIELD = {name: spec[0] for name, spec in _SPEC.items()}
 
@@ -112,6 +128,11 @@ def _validate(cfg: PluginConfig) -> None:
         (cfg.min_slices >= 2, "MinSlices", ">= 2"),
         (cfg.poll_interval_s > 0, "PollIntervalSeconds", "> 0"),
         (cfg.worker_restart_delay_s >= 0, "WorkerRestartDelaySeconds", ">= 0"),
+        (cfg.worker_max_starts >= 1, "WorkerMaxStarts", ">= 1"),
+        (cfg.worker_memory_limit_mb is None or cfg.worker_memory_limit_mb >= 256,
+         "WorkerMemoryLimitMB", "null or >= 256"),
+        (cfg.max_attempts >= 1, "MaxAttempts", ">= 1"),
+        (cfg.retry_delay_s >= 0, "RetryDelaySeconds", ">= 0"),
         (all(isinstance(p, str) for p in cfg.site_packages), "SitePackages", "a list of paths"),
         (Path(cfg.worker_python).is_absolute(), "WorkerPython", "an absolute path"),
         (Path(cfg.data_dir).is_absolute(), "DataDir", "an absolute path"),
@@ -150,7 +171,8 @@ def from_section(section: Mapping[str, Any]) -> PluginConfig:
     if unknown:
         raise ConfigError(f"unknown configuration key(s) {[f'{SECTION}.{k}' for k in unknown]}")
     values = {name: _checked(section, name) for name in _SPEC}
-    values = {k: v for k, v in values.items() if v is not None or k in ("model_path", "threads")}
+    nullable = ("model_path", "threads", "worker_memory_limit_mb", "storage_dir")
+    values = {k: v for k, v in values.items() if v is not None or k in nullable}
     if "site_packages" in values:
         values["site_packages"] = tuple(values["site_packages"])
     if "engine_options" in values:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pydicom
 
-from orthanc_plugin.orthanc_http import OrthancClient
+from orthanc_plugin.orthanc_http import OrthancClient, OrthancHttpError
 from orthanc_plugin.triage import METADATA_NAME
 from pipeline.errors import SeriesRejected
 from pipeline.selection import DEFAULT_RULES, matches, series_attributes
@@ -125,6 +125,22 @@ def check_selection(files: list[bytes], min_slices: int) -> None:
         raise SeriesRejected(reason)
 
 
+class StoreFailed(RuntimeError):
+    """Storing a result in Orthanc failed; what this attempt had stored was removed again.
+
+    ``status`` is the HTTP status of the failed call (0: Orthanc unreachable).
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """True when Orthanc could not be reached or was unavailable (worth trying again)."""
+        return self.status in (0, 502, 503, 504)
+
+
 def _dicom_bytes(ds: pydicom.Dataset) -> bytes:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
@@ -164,7 +180,10 @@ def store_results(client: OrthancClient, study_id: str, outputs: list[pydicom.Da
     Raises
     ------
     OrthancHttpError
-        If storing fails.
+        If deleting the previous results fails.
+    StoreFailed
+        If Orthanc refuses or fails to store an output (e.g. its disk is full); the outputs
+        this call had stored are deleted again, so no SEG stays without its SR.
     RuntimeError
         If Orthanc files an output outside ``study_id``.
     """
@@ -172,13 +191,27 @@ def store_results(client: OrthancClient, study_id: str, outputs: list[pydicom.Da
                      {str(ds.SeriesInstanceUID) for ds in outputs})
     stored: dict[str, Any] = {"seg_series": None, "seg_instance": None}
     for ds in outputs:
-        answer = client.store_instance(_dicom_bytes(ds))
+        try:
+            answer = client.store_instance(_dicom_bytes(ds))
+        except OrthancHttpError as exc:
+            _remove_partial(client, stored)
+            raise StoreFailed(f"storing the {ds.Modality} in Orthanc failed (HTTP {exc.status}: "
+                              f"{exc.detail})", exc.status) from exc
         if answer.get("ParentStudy") != study_id:
             raise RuntimeError(f"{ds.Modality} was stored outside the source study")
         kind = "seg" if ds.Modality == "SEG" else "sr"
         stored[f"{kind}_series"] = answer["ParentSeries"]
         stored[f"{kind}_instance"] = answer["ID"]
     return stored
+
+
+def _remove_partial(client: OrthancClient, stored: dict[str, Any]) -> None:
+    for key in ("seg_series", "sr_series"):
+        if stored.get(key):
+            try:
+                client.delete(f"/series/{stored[key]}")
+            except OrthancHttpError:
+                pass  # Orthanc gone meanwhile: the next attempt deletes it by its UID
 
 
 def run_job(client: OrthancClient, segmenter: Any, pipeline_config: Any, series_id: str,

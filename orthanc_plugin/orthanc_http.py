@@ -4,17 +4,40 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
 
 
 class OrthancHttpError(RuntimeError):
-    """An Orthanc REST call failed; ``status`` is the HTTP status (0 when unreachable)."""
+    """An Orthanc REST call failed; ``status`` is the HTTP status (0 when unreachable).
+
+    ``detail`` is Orthanc's own error message when its answer has one (e.g. "Cannot write to
+    file"), else the start of the answer or the network error.
+    """
 
     def __init__(self, method: str, path: str, status: int, detail: str) -> None:
         super().__init__(f"{method} {path} failed with HTTP {status}: {detail[:300]}")
         self.status = status
+        self.detail = _orthanc_message(detail)
+
+    @property
+    def transient(self) -> bool:
+        """True when Orthanc could not be reached or was unavailable (worth trying again)."""
+        return self.status in (0, 502, 503, 504)
+
+
+def _orthanc_message(text: str) -> str:
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return text[:300]
+    if isinstance(answer, dict):
+        parts = [str(answer[k]) for k in ("Message", "Details") if answer.get(k)]
+        if parts:
+            return ": ".join(parts)[:300]
+    return text[:300]
 
 
 class OrthancClient:
@@ -28,6 +51,9 @@ class OrthancClient:
         Credentials of a registered Orthanc user.
     timeout_s : float
         Per-request timeout in seconds.
+    ssl_context : ssl.SSLContext, optional
+        For an ``https`` URL: the context that verifies the server (e.g. with a site's own
+        certificate authority); default: the system's trusted authorities.
 
     Raises
     ------
@@ -35,7 +61,8 @@ class OrthancClient:
         If ``url`` is not an http(s) URL or ``timeout_s`` is not positive.
     """
 
-    def __init__(self, url: str, user: str, password: str, timeout_s: float = 120.0) -> None:
+    def __init__(self, url: str, user: str, password: str, timeout_s: float = 120.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http(s) URL, got {url!r}")
         if timeout_s <= 0:
@@ -44,6 +71,7 @@ class OrthancClient:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}"}
         self.timeout_s = timeout_s
+        self._ssl_context = ssl_context
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str = "application/octet-stream") -> bytes:
@@ -59,7 +87,8 @@ class OrthancClient:
             headers["Content-Type"] = content_type
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout_s,
+                                        context=self._ssl_context) as resp:
                 return resp.read()
         except urllib.error.HTTPError as exc:
             raise OrthancHttpError(method, path, exc.code,

@@ -77,6 +77,8 @@ def register(api: Any, configuration_text: str | bytes) -> PluginState:
     store = JobStore(cfg.job_db)
     state = PluginState(api, cfg, store, WorkerSupervisor(cfg, log=api.LogWarning))
     api.RegisterOnChangeCallback(partial(on_change, state))
+    api.RegisterRestCallback(rest.STATUS_ROUTE,
+                             partial(rest.get_status, state.supervisor, store))
     api.RegisterRestCallback(rest.JOBS_ROUTE,
                              partial(rest.get_jobs, store, worker=state.supervisor))
     api.RegisterRestCallback(rest.RUN_ROUTE, partial(rest.post_run, api, store))

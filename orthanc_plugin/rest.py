@@ -1,18 +1,24 @@
 """REST routes under ``/lungseg`` (registered by the plugin; behind Orthanc's HTTP auth).
 
-- ``GET /lungseg/jobs``: every job (``?limit=N``, default 1000).
+- ``GET /lungseg/status``: the worker process: state, pid, starts, why it stopped.
+- ``GET /lungseg/jobs``: every job (``?limit=N``, default 1000), and the worker's status.
 - ``GET /lungseg/series/{id}``: one series' job: state, reason, timings per stage.
 - ``POST /lungseg/series/{id}/run``: queue the series again, even if already processed.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from orthanc_plugin.jobstore import JobStore
 from orthanc_plugin.triage import triage
 
+STATUS_ROUTE = "/lungseg/status"
 JOBS_ROUTE = "/lungseg/jobs"
 SERIES_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)"
 RUN_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)/run"
@@ -27,6 +33,21 @@ def _answer(output: Any, status: int, payload: object) -> None:
         output.SendHttpStatus(status, body, len(body))  # orthanc-python wants (int, str, int)
 
 
+def _store_errors_answered(route: Callable[..., None]) -> Callable[..., None]:
+    """Answer 503 with the reason when the job store cannot be used (e.g. its disk is full)."""
+    signature = inspect.signature(route)
+
+    @functools.wraps(route)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            route(*args, **kwargs)
+        except sqlite3.Error as exc:
+            output = signature.bind_partial(*args, **kwargs).arguments["output"]
+            _answer(output, 503, {"error": f"the lungseg job store cannot be used: {exc}"})
+
+    return wrapper
+
+
 def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:
     if request.get("method") != allowed:
         output.SendMethodNotAllowed(allowed)
@@ -34,12 +55,13 @@ def _method_ok(output: Any, request: dict[str, Any], allowed: str) -> bool:
     return True
 
 
+@_store_errors_answered
 def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
              **request: Any) -> None:
     """Answer ``GET /lungseg/jobs`` with ``{"jobs": [...], "worker": {...}}``.
 
-    ``worker`` (a :class:`~orthanc_plugin.supervisor.WorkerSupervisor`) adds its pid and number
-    of starts; a bad ``limit`` gives 400.
+    ``worker`` (a :class:`~orthanc_plugin.supervisor.WorkerSupervisor`) adds its status (see
+    :func:`get_status`); a bad ``limit`` gives 400.
     """
     if not _method_ok(output, request, "GET"):
         return
@@ -52,11 +74,24 @@ def get_jobs(store: JobStore, output: Any, uri: str, *, worker: Any = None,
         return
     payload: dict[str, Any] = {"jobs": [j.to_json() for j in jobs]}
     if worker is not None:
-        payload["worker"] = {"pid": worker.pid, "running": worker.pid is not None,
-                             "starts": worker.starts}
+        payload["worker"] = worker.status()
     _answer(output, 200, payload)
 
 
+@_store_errors_answered
+def get_status(worker: Any, store: JobStore, output: Any, uri: str, **request: Any) -> None:
+    """Answer ``GET /lungseg/status`` with the worker's status and the jobs per state.
+
+    ``worker`` is ``{"state", "pid", "running", "starts", "failed_starts", "reason"}`` from
+    :meth:`~orthanc_plugin.supervisor.WorkerSupervisor.status`: e.g. ``stopped`` with the
+    reason when the model file is missing.
+    """
+    if not _method_ok(output, request, "GET"):
+        return
+    _answer(output, 200, {"worker": worker.status(), "jobs": store.counts()})
+
+
+@_store_errors_answered
 def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:
     """Answer ``GET /lungseg/series/{id}`` with the job, or 404 when the series has none."""
     if not _method_ok(output, request, "GET"):
@@ -69,6 +104,7 @@ def get_series(store: JobStore, output: Any, uri: str, **request: Any) -> None:
     _answer(output, 200, job.to_json())
 
 
+@_store_errors_answered
 def post_run(api: Any, store: JobStore, output: Any, uri: str, **request: Any) -> None:
     """Answer ``POST /lungseg/series/{id}/run``: queue the series; 404 when Orthanc lacks it."""
     if not _method_ok(output, request, "POST"):

@@ -2,7 +2,9 @@
 
 Started by :class:`orthanc_plugin.supervisor.WorkerSupervisor` as
 ``<venv>/bin/python -m orthanc_plugin.worker`` with the plugin configuration (JSON) on stdin.
-It exits when Orthanc (its parent) is gone or on SIGTERM.
+It records in the job store that it is starting, ready, or why it cannot start (then it exits
+with :data:`EXIT_CANNOT_START`). It exits when Orthanc (its parent) is gone or on SIGTERM,
+putting the job it was running back in the queue.
 """
 
 from __future__ import annotations
@@ -10,18 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from orthanc_plugin.config import PluginConfig, from_section
-from orthanc_plugin.jobrunner import Outcome, run_job
-from orthanc_plugin.jobstore import Job, JobStore
-from orthanc_plugin.orthanc_http import OrthancClient
+from orthanc_plugin.jobrunner import Outcome, StoreFailed, run_job
+from orthanc_plugin.jobstore import Job, JobStore, RetryPolicy
+from orthanc_plugin.orthanc_http import OrthancClient, OrthancHttpError
 from pipeline.errors import ConfigError
 
 LOG = logging.getLogger("lungseg.worker")
+EXIT_BAD_CONFIG = 2
+EXIT_CANNOT_START = 3
+"""Exit status when the segmenter cannot be loaded (the reason is in the job store)."""
 
 
 def pipeline_config(cfg: PluginConfig) -> Any:
@@ -35,16 +43,83 @@ def pipeline_config(cfg: PluginConfig) -> Any:
                           shape_gate=cfg.shape_gate)
 
 
+def load_segmenter(cfg: PluginConfig) -> Any:
+    """Create the segmenter the configuration asks for.
+
+    A ``ModelPath`` that is set must name an existing file, also with ``Segmenter`` ``auto``
+    (which falls back to the threshold baseline only when no model is configured).
+
+    Raises
+    ------
+    ConfigError
+        If the configured model file does not exist.
+    LungSegError
+        If the segmenter cannot be created (e.g. the model file is corrupt).
+    """
+    from pipeline.run import Segmenter
+
+    if cfg.model_path and cfg.segmenter in ("auto", "model") and not Path(cfg.model_path).is_file():
+        raise ConfigError(f"model file not found: {cfg.model_path} (LungSeg.ModelPath)")
+    return Segmenter.create(pipeline_config(cfg))
+
+
+def limit_memory(limit_mb: int | None) -> None:
+    """Cap the worker's address space (``RLIMIT_AS``) at ``limit_mb`` MiB; None: no cap.
+
+    Raises
+    ------
+    ValueError
+        If ``limit_mb`` is not None or a positive integer.
+    """
+    if limit_mb is None:
+        return
+    if not isinstance(limit_mb, int) or limit_mb <= 0:
+        raise ValueError(f"limit_mb must be None or a positive integer, got {limit_mb!r}")
+    limit = limit_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def free_space_note(path: str | Path) -> str:
+    """Return e.g. ``"12.5 MB free on /var/lib/lungseg"`` (empty when it cannot be read)."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return ""
+    return f"{free / 1e6:.1f} MB free on {path}"
+
+
+def _failure(exc: Exception, job: Job, disk: str | None) -> tuple[str, dict[str, Any]]:
+    """Reason of a failed attempt and the result that still stands in Orthanc."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, StoreFailed):
+        note = free_space_note(disk) if disk else ""
+        return reason + (f" ({note})" if note else ""), {}  # the previous result was replaced
+    if isinstance(exc, MemoryError):
+        return reason + " (the worker ran out of memory; see LungSeg.WorkerMemoryLimitMB)", \
+            job.result
+    return reason, job.result
+
+
 def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig: Any,
-                job: Job) -> Job:
-    """Run a claimed job and record its outcome; errors become a ``failed`` job, never a crash."""
+                job: Job, policy: RetryPolicy | None = None,
+                storage_dir: str | None = None) -> Job:
+    """Run a claimed job and record its outcome; errors become a ``failed`` job, never a crash.
+
+    When Orthanc cannot be reached (e.g. it is stopping), the attempt is retried according to
+    ``policy`` (default: none, the job fails at once). ``storage_dir`` is Orthanc's storage
+    folder, whose free space a failed store reports.
+    """
     started = time.perf_counter()
     try:
         outcome = run_job(client, segmenter, pconfig, job.series_id, job.result)
     except Exception as exc:
         LOG.exception("series %s failed", job.series_id)
-        outcome = Outcome("failed", f"{type(exc).__name__}: {exc}", {}, job.result,
-                          job.instance_count, str(getattr(segmenter, "version", "")))
+        transient = isinstance(exc, (OrthancHttpError, StoreFailed)) and exc.transient
+        reason, result = _failure(exc, job, storage_dir)
+        if transient and policy is not None:
+            return store.retry(job.series_id, reason, policy)
+        outcome = Outcome("failed", reason, {}, result, job.instance_count,
+                          str(getattr(segmenter, "version", "")))
     timings = dict(outcome.timings)
     if job.trigger == "stable" and outcome.last_update is not None:
         # Orthanc's StableAge wait (1 s resolution: LastUpdate has whole seconds)
@@ -59,24 +134,25 @@ def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig:
                         model_version=outcome.model_version)
 
 
-def serve(cfg: PluginConfig, should_stop: Any = None) -> None:
-    """Load the segmenter once and process queued jobs until ``should_stop()`` is true.
+def serve(cfg: PluginConfig, should_stop: Any = None, segmenter: Any = None) -> None:
+    """Process queued jobs until ``should_stop()`` is true (default: until Orthanc is gone).
+
+    ``segmenter`` defaults to :func:`load_segmenter`. A job interrupted by SIGTERM (Orthanc
+    stopping) goes back to the queue without counting as an attempt.
 
     Raises
     ------
     LungSegError
         If the segmenter cannot be created (e.g. the model file is missing).
     """
-    from pipeline.run import Segmenter
-
     store = JobStore(cfg.job_db)
     client = OrthancClient(cfg.url, cfg.worker_user, cfg.worker_password)
     pconfig = pipeline_config(cfg)
-    segmenter = Segmenter.create(pconfig)
+    segmenter = segmenter if segmenter is not None else load_segmenter(cfg)
     LOG.info("segmenter %s %s loaded", segmenter.name, segmenter.version)
-    requeued = store.requeue_running()
+    requeued = store.requeue_running("the worker stopped during this job", cfg.retry_policy)
     if requeued:
-        LOG.info("%d interrupted job(s) queued again", requeued)
+        LOG.info("%d interrupted job(s) retried or failed", requeued)
     parent = os.getppid()
     stop = should_stop or (lambda: os.getppid() != parent)
     while not stop():
@@ -84,7 +160,30 @@ def serve(cfg: PluginConfig, should_stop: Any = None) -> None:
         if job is None:
             time.sleep(cfg.poll_interval_s)
             continue
-        process_one(store, client, segmenter, pconfig, job)
+        try:
+            process_one(store, client, segmenter, pconfig, job, cfg.retry_policy,
+                        cfg.storage_dir or cfg.data_dir)
+        except BaseException:  # SIGTERM (SystemExit) mid-job: the job is not lost
+            store.release(job.series_id)
+            LOG.warning("series %s interrupted: queued again", job.series_id)
+            raise
+
+
+def _start(cfg: PluginConfig) -> int:
+    store = JobStore(cfg.job_db)
+    pid = os.getpid()
+    store.set_worker(pid, "starting")
+    try:
+        limit_memory(cfg.worker_memory_limit_mb)
+        segmenter = load_segmenter(cfg)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        LOG.error("cannot start: %s", reason)
+        store.set_worker(pid, "failed", reason)
+        return EXIT_CANNOT_START
+    store.set_worker(pid, "ready")
+    serve(cfg, segmenter=segmenter)
+    return 0
 
 
 def main() -> int:
@@ -96,9 +195,8 @@ def main() -> int:
         cfg = from_section(json.loads(sys.stdin.read()))
     except (ValueError, ConfigError) as exc:
         LOG.error("bad configuration on stdin: %s", exc)
-        return 2
-    serve(cfg)
-    return 0
+        return EXIT_BAD_CONFIG
+    return _start(cfg)
 
 
 if __name__ == "__main__":

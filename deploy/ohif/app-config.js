@@ -1,8 +1,8 @@
 /** @type {AppTypes.Config} */
 // OHIF Viewer configuration for lungseg.
 //
-// The viewer is served by deploy/ohif/ohif_proxy.py on the same origin as Orthanc's
-// DICOMweb (the proxy forwards /dicom-web to Orthanc), so no CORS is involved and
+// The viewer is served by nginx (deploy/start-viewer.sh) on the same origin as Orthanc's
+// DICOMweb (nginx forwards /dicom-web to Orthanc), so no CORS is involved and
 // the data source roots are derived from the page's own origin.
 // Served in place of the app-config.js shipped in the @ohif/app package.
 (function () {

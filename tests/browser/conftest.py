@@ -1,11 +1,13 @@
 """Fixtures of the browser test: Orthanc with the plugin, the processed LIDC-IDRI-0001 study,
-the OHIF viewer (deploy/start-viewer.sh) and one headless Chromium run over it."""
+the OHIF viewer behind nginx over HTTPS with a self-signed certificate (deploy/start-viewer.sh)
+and one headless Chromium run over it."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from e2e_support import dicom_only, require_orthanc, send, series_dir  # noqa: E402
+from e2e_support import (  # noqa: E402
+    dicom_only,
+    require_orthanc,
+    require_viewer,
+    self_signed_certificate,
+    send,
+    series_dir,
+)
 from ohif_support import StudyInViewer, require_browser_tools  # noqa: E402
 
 from orthanc_plugin.local_server import OrthancServer, free_port  # noqa: E402
@@ -34,9 +43,9 @@ def _download_series(client: OrthancClient, series_uid: str) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(raw))
 
 
-def _qido_series(viewer_url: str, user: str, password: str, study_uid: str) -> dict[str, str]:
-    """SeriesInstanceUID by modality, queried through the viewer's /dicom-web proxy."""
-    proxied = OrthancClient(viewer_url, user, password)
+def _qido_series(viewer: dict, user: str, password: str, study_uid: str) -> dict[str, str]:
+    """SeriesInstanceUID by modality, queried through nginx's /dicom-web."""
+    proxied = OrthancClient(viewer["url"], user, password, ssl_context=viewer["ssl"])
     found = json.loads(proxied.request("GET", f"/dicom-web/studies/{study_uid}/series"))
     return {s["00080060"]["Value"][0]: s["0020000E"]["Value"][0] for s in found}
 
@@ -45,6 +54,7 @@ def _qido_series(viewer_url: str, user: str, password: str, study_uid: str) -> d
 def orthanc(tmp_path_factory):
     require_orthanc()
     require_browser_tools()
+    require_viewer()
     segmenter = os.environ.get("LUNGSEG_TEST_SEGMENTER", "threshold")
     server = OrthancServer(tmp_path_factory.mktemp("orthanc-browser"), stable_age=2,
                            extra_env={"LUNGSEG_SEGMENTER": segmenter})
@@ -56,12 +66,15 @@ def orthanc(tmp_path_factory):
 @pytest.fixture(scope="module")
 def viewer(orthanc, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("viewer")
+    cert, key = self_signed_certificate(data_dir)
     env = {**os.environ, "LUNGSEG_VIEWER_PORT": str(free_port()),
-           "LUNGSEG_HTTP_PORT": str(orthanc.http_port), "LUNGSEG_DATA_DIR": str(data_dir)}
+           "LUNGSEG_HTTP_PORT": str(orthanc.http_port), "LUNGSEG_DATA_DIR": str(data_dir),
+           "LUNGSEG_TLS_CERT": str(cert), "LUNGSEG_TLS_KEY": str(key)}
     proc = subprocess.run([str(REPO / "deploy" / "start-viewer.sh")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"start-viewer.sh failed:\n{proc.stdout}\n{proc.stderr}"
-    yield {"url": f"http://127.0.0.1:{env['LUNGSEG_VIEWER_PORT']}", "env": env}
+    yield {"url": f"https://127.0.0.1:{env['LUNGSEG_VIEWER_PORT']}", "env": env,
+           "ssl": ssl.create_default_context(cafile=str(cert))}
     subprocess.run([str(REPO / "deploy" / "stop-viewer.sh")], env=env, check=True,
                    capture_output=True, timeout=30)
 
@@ -77,7 +90,7 @@ def study(orthanc, viewer, tmp_path_factory) -> StudyInViewer:
     assert series_id, "the sent series is not in Orthanc"
     job = wait_for_job(client, series_id, timeout_s=600)
     assert job["state"] == "done", f"job not done: {job}"
-    by_modality = _qido_series(viewer["url"], orthanc.user, orthanc.password,
+    by_modality = _qido_series(viewer, orthanc.user, orthanc.password,
                                first.StudyInstanceUID)
     assert {"CT", "SEG", "SR"} <= set(by_modality), f"series in the study: {by_modality}"
     return StudyInViewer(

@@ -3,7 +3,8 @@
 //
 // Usage: node ohif_check.mjs SPEC.json
 // SPEC: {baseUrl, username, password, studyUID, segSeriesUID?, srSeriesUID?,
-//        probes: [{name, world: [x, y, z]}], srProbes?: [...], outDir, chromium?, timeoutMs?}
+//        probes: [{name, world: [x, y, z]}], srProbes?: [...], outDir, chromium?, timeoutMs?,
+//        ignoreHTTPSErrors? (true for the test's self-signed certificate)}
 // Writes outDir/ct.png, outDir/seg.png, outDir/sr.png (for the series given) and
 // prints one JSON object: per page the viewport, the canvas box in page pixels and
 // the page position of every probe (patient coordinates, mm, mapped by cornerstone
@@ -150,6 +151,7 @@ try {
     viewport: { width: 1280, height: 900 },
     deviceScaleFactor: 1,
     httpCredentials: { username: spec.username, password: spec.password },
+    ignoreHTTPSErrors: Boolean(spec.ignoreHTTPSErrors),
   });
   await context.addInitScript({ content: `window.lungsegCurrentIndex = ${currentIndex.toString()};` });
   const study = `StudyInstanceUIDs=${spec.studyUID}`;

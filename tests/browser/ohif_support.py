@@ -57,7 +57,9 @@ class StudyInViewer:
 
 def run_ohif_check(spec: dict, out_dir: Path) -> dict:
     """Run ohif_check.mjs with ``spec``; return its JSON result (screenshots in ``out_dir``)."""
-    spec = {**spec, "outDir": str(out_dir), "chromium": str(CHROMIUM)}
+    spec = {**spec, "outDir": str(out_dir), "chromium": str(CHROMIUM),
+            # the test's nginx has a self-signed certificate
+            "ignoreHTTPSErrors": spec["baseUrl"].startswith("https://")}
     spec_file = out_dir / "spec.json"
     spec_file.write_text(json.dumps(spec))
     proc = subprocess.run(["node", str(BROWSER_DIR / "ohif_check.mjs"), str(spec_file)],

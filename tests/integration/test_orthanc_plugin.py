@@ -9,6 +9,8 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import highdicom as hd
@@ -139,6 +141,22 @@ def test_rest_routes_answer_behind_auth(orthanc, processed):
     with pytest.raises(OrthancHttpError) as err:
         anonymous.get_json("/lungseg/jobs")
     assert err.value.status == 401
+
+
+def test_plugin_routes_and_the_rerun_need_credentials(orthanc, processed):
+    before = orthanc.client().get_json(f"/lungseg/series/{processed.series_id}")
+    routes = [("GET", "/lungseg/jobs"), ("GET", "/lungseg/status"),
+              ("GET", f"/lungseg/series/{processed.series_id}"),
+              ("POST", f"/lungseg/series/{processed.series_id}/run")]
+    for method, path in routes:
+        request = urllib.request.Request(orthanc.url + path, method=method,
+                                         data=b"" if method == "POST" else None)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=30)
+        assert err.value.code == 401, (method, path)
+        assert err.value.headers["WWW-Authenticate"].startswith("Basic")
+    after = orthanc.client().get_json(f"/lungseg/series/{processed.series_id}")
+    assert after["queued_at"] == before["queued_at"]  # the refused POST queued nothing
 
 
 def test_second_send_and_rerun_create_no_duplicate(orthanc, processed):

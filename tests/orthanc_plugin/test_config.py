@@ -20,8 +20,17 @@ def test_minimal_section_gets_defaults():
 
 
 def test_round_trip_through_worker_json():
-    cfg = from_section({**BASE, "SitePackages": ["/a"], "MinSlices": 20, "Threads": 2})
+    cfg = from_section({**BASE, "SitePackages": ["/a"], "MinSlices": 20, "Threads": 2,
+                        "WorkerMemoryLimitMB": 4096, "MaxAttempts": 2})
     assert from_section(json.loads(cfg.to_json())) == cfg
+
+
+def test_retry_and_worker_limits():
+    cfg = from_section(BASE)
+    assert (cfg.max_attempts, cfg.retry_delay_s, cfg.worker_max_starts) == (3, 10.0, 5)
+    assert cfg.worker_memory_limit_mb is None
+    policy = from_section({**BASE, "MaxAttempts": 4, "RetryDelaySeconds": 1.5}).retry_policy
+    assert (policy.max_attempts, [policy.delay(n) for n in (1, 2, 3)]) == (4, [1.5, 3.0, 6.0])
 
 
 @pytest.mark.parametrize("key", ["WorkerPython", "DataDir", "Url", "WorkerUser", "WorkerPassword"])
@@ -35,7 +44,8 @@ def test_missing_required_key_is_named(key):
     ("MinSlices", "10"), ("MinSlices", 1), ("MinSlices", True), ("Segmenter", "magic"),
     ("Url", "ftp://x"), ("Threads", 0), ("PollIntervalSeconds", -1), ("SitePackages", "/a"),
     ("WorkerPython", "python3"), ("DataDir", "rel/dir"), ("ScanOnStart", 1),
-    ("ShapeGate", "false"),
+    ("ShapeGate", "false"), ("MaxAttempts", 0), ("RetryDelaySeconds", -1),
+    ("WorkerMaxStarts", 0), ("WorkerMemoryLimitMB", 100), ("WorkerMemoryLimitMB", "2G"),
 ])
 def test_bad_value_is_named(key, value):
     with pytest.raises(ConfigError, match=f"LungSeg.{key}"):

@@ -10,7 +10,7 @@ from orthanc_plugin.jobrunner import (
     parse_last_update,
     selection_rules,
 )
-from orthanc_plugin.jobstore import JobStore
+from orthanc_plugin.jobstore import JobStore, RetryPolicy
 from orthanc_plugin.orthanc_http import OrthancClient
 from orthanc_plugin.results import lesion_table
 from orthanc_plugin.worker import process_one
@@ -77,6 +77,17 @@ def test_unreachable_orthanc_makes_a_failed_job_not_a_crash(tmp_path):
     done = process_one(store, client, _Segmenter(), None, job)
     assert done.state == "failed" and "OrthancHttpError" in done.reason
     assert done.timings["total"] >= 0 and "queue_wait" in done.timings
+
+
+def test_unreachable_orthanc_is_retried_then_failed(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.enqueue("abc", 3)
+    client = OrthancClient("http://127.0.0.1:9", "w", "p", timeout_s=5)
+    policy = RetryPolicy(max_attempts=2, delay_s=0)
+    first = process_one(store, client, _Segmenter(), None, store.claim_next(), policy)
+    assert first.state == "queued" and "HTTP 0" in first.reason and "attempt 1 of 2" in first.reason
+    second = process_one(store, client, _Segmenter(), None, store.claim_next(), policy)
+    assert second.state == "failed" and "attempt 2 of 2; given up" in second.reason
 
 
 def test_last_update_is_utc():

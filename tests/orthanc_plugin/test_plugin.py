@@ -18,7 +18,8 @@ def configuration(tmp_path, **extra):
 def test_register_installs_callbacks_and_routes(tmp_path):
     api = StubOrthanc(get={"/series/s": series_info("CT", 20)})
     state = plugin.register(api, configuration(tmp_path))
-    assert set(api.rest_callbacks) == {rest.JOBS_ROUTE, rest.SERIES_ROUTE, rest.RUN_ROUTE}
+    assert set(api.rest_callbacks) == {rest.STATUS_ROUTE, rest.JOBS_ROUTE, rest.SERIES_ROUTE,
+                                      rest.RUN_ROUTE}
     [on_change] = api.change_callbacks
     start = time.perf_counter()
     on_change(ChangeType.STABLE_SERIES, 3, "s")
@@ -29,7 +30,12 @@ def test_register_installs_callbacks_and_routes(tmp_path):
     assert out.json()["state"] == "queued"
     out = StubOutput()
     api.rest_callbacks[rest.JOBS_ROUTE](out, rest.JOBS_ROUTE, method="GET", get={})
-    assert out.json()["worker"] == {"pid": None, "running": False, "starts": 0}
+    assert out.json()["worker"] == {"state": "not started", "pid": None, "running": False,
+                                     "starts": 0, "failed_starts": 0, "reason": ""}
+    out = StubOutput()
+    api.rest_callbacks[rest.STATUS_ROUTE](out, rest.STATUS_ROUTE, method="GET")
+    assert out.json()["worker"]["state"] == "not started"
+    assert out.json()["jobs"]["queued"] == 1 and out.json()["jobs"]["done"] == 0
 
 
 def test_callback_errors_are_logged_not_raised(tmp_path):

@@ -77,3 +77,11 @@ def test_routes_match_orthanc_ids():
     assert re.fullmatch(rest.SERIES_ROUTE, f"/lungseg/series/{sid}").group(1) == sid
     assert re.fullmatch(rest.RUN_ROUTE, f"/lungseg/series/{sid}/run").group(1) == sid
     assert re.fullmatch(rest.SERIES_ROUTE, f"/lungseg/series/{sid}/run") is None
+
+
+def test_an_unusable_job_store_answers_503(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    (tmp_path / "jobs.sqlite").write_bytes(b"not a database" * 512)
+    out = StubOutput()
+    rest.get_series(store, out, "/lungseg/series/aa", method="GET", groups=["aa"])
+    assert out.status == 503 and "job store cannot be used" in out.json()["error"]
