@@ -327,15 +327,79 @@ def config_from_saved(values: dict[str, Any]) -> TrainConfig:
     return build_config({**EARLIER_DEFAULTS, **kept})
 
 
+CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
+    "run": ("seed", "device", "num_threads", "out_dir", "eval_every"),
+    "data": ("vois_dir", "cache", "negative_slices", "negative_series", "negative_list",
+             "scene_list", "scene_masses", "test_fraction", "val_fraction", "label_fraction"),
+    "input": ("slice_offsets_mm", "pixel_spacing_mm", "hu_window", "size_multiple",
+              "patch_size"),
+    "model": ("base_width", "levels", "max_width", "decoder", "latent_channels", "proj_dim"),
+    "pretrain": ("beta", "temperature"),
+    "finetune": ("batch_size", "lr", "weight_decay", "warmup_steps", "steps", "init",
+                 "init_model", "negative_fraction", "scene_fraction", "subsolid_weight",
+                 "crop_canvas", "bce_weight", "dice_mode"),
+    "augment": ("aug_scale", "aug_contrast", "aug_shift", "aug_noise", "aug_gamma",
+                "aug_kernel"),
+    "output": ("threshold", "min_lesion_volume_mm3", "search_region", "model_version"),
+}
+"""The config's keys by job. A config file may hold them in these sections (``finetune:``
+then ``steps: 3000``) or flat; an override may name a key as ``finetune.steps`` or
+``steps``. The keys stay flat on :class:`TrainConfig`."""
+
+
+def flatten_groups(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Return ``values`` with each group section (:data:`CONFIG_GROUPS`) spread out flat.
+
+    Raises
+    ------
+    ConfigError
+        If a section is not a mapping, names a key outside its group, or a key appears
+        twice; ``where`` names the file or override in the message.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        items = _section(key, value, where) if key in CONFIG_GROUPS else {key: value}
+        for name, item in items.items():
+            if name in flat:
+                raise ConfigError(f"{where}: key {name!r} is given twice")
+            flat[name] = item
+    return flat
+
+
+def _section(group: str, value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: section {group!r} must be a mapping of its keys, "
+                          f"got {type(value).__name__}")
+    stray = sorted(set(value) - set(CONFIG_GROUPS[group]))
+    if stray:
+        raise ConfigError(f"{where}: {stray} are not keys of section {group!r} "
+                          f"(its keys: {list(CONFIG_GROUPS[group])})")
+    return dict(value)
+
+
+def _override_key(key: str) -> str:
+    group, dot, name = key.partition(".")
+    if not dot:
+        return key
+    if group not in CONFIG_GROUPS or name not in CONFIG_GROUPS[group]:
+        raise ConfigError(f"override key {key!r}: {name!r} is not a key of section {group!r}"
+                          + (f" (its keys: {list(CONFIG_GROUPS[group])})"
+                             if group in CONFIG_GROUPS else
+                             f" (sections: {list(CONFIG_GROUPS)})"))
+    return name
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML or JSON config file and apply ``key=value`` overrides.
 
     Parameters
     ----------
     path : str or Path, optional
-        Config file (``.yaml``, ``.yml`` or ``.json``); None starts from the defaults.
+        Config file (``.yaml``, ``.yml`` or ``.json``), flat or in the sections of
+        :data:`CONFIG_GROUPS`; None starts from the defaults.
     overrides : list of str, optional
-        ``key=value`` strings; values are parsed as YAML scalars/lists.
+        ``key=value`` or ``section.key=value`` strings; values are parsed as YAML
+        scalars/lists.
 
     Raises
     ------
@@ -354,11 +418,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             values = _parse_value(text) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping")
+        values = flatten_groups(values, str(path))
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override must be key=value, got {item!r}")
-        values[key.strip()] = _parse_value(raw)
+        values[_override_key(key.strip())] = _parse_value(raw)
     return build_config(values)
 
 

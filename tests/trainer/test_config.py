@@ -78,3 +78,34 @@ def test_defaults_are_the_shipped_recipe():
     defaults = TrainConfig().to_dict()
     differ = {k for k in defaults if defaults[k] != recipe[k]}
     assert differ == {"vois_dir", "negative_slices"}  # the data paths only
+
+
+def test_config_file_in_sections_equals_the_flat_one(tmp_path):
+    from dataclasses import fields
+
+    from trainer.config import CONFIG_GROUPS, TrainConfig
+
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("steps: 7\nbase_width: 8\nlr: 0.01\nscene_list: a.json\n")
+    grouped = tmp_path / "grouped.yaml"
+    grouped.write_text("finetune:\n  steps: 7\n  lr: 0.01\nmodel:\n  base_width: 8\n"
+                       "data:\n  scene_list: a.json\n")
+    assert load_config(flat) == load_config(grouped)
+    dotted = load_config(grouped, ["finetune.steps=9", "base_width=4"])
+    assert (dotted.steps, dotted.base_width) == (9, 4)
+    every = [k for keys in CONFIG_GROUPS.values() for k in keys]
+    assert sorted(every) == sorted(f.name for f in fields(TrainConfig))
+
+
+@pytest.mark.parametrize(("text", "overrides", "message"), [
+    ("model:\n  steps: 3\n", [], "not keys of section 'model'"),
+    ("model: 3\n", [], "must be a mapping"),
+    ("steps: 3\nfinetune:\n  steps: 4\n", [], "given twice"),
+    ("", ["model.steps=3"], "not a key of section 'model'"),
+    ("", ["train.steps=3"], "sections:"),
+])
+def test_config_sections_refuse_misplaced_keys(tmp_path, text, overrides, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text or "seed: 0\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, overrides)
