@@ -206,7 +206,7 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-RETRAIN_COMMANDS = ("pull",)
+RETRAIN_COMMANDS = ("pull", "compare")
 """Commands of :mod:`trainer.retrain.commands`."""
 
 USER_ERRORS = (LungSegError, ValueError, FileNotFoundError)

@@ -20,6 +20,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--out", required=True, help="pull folder (new, or of an earlier pull)")
     pl.add_argument("--since", help="only corrections made on or after YYYY-MM-DD")
     pl.add_argument("--site", default="SITE", help="pseudonym prefix (default SITE)")
+    cp = sub.add_parser("compare", help="two exported models side by side on a series list, "
+                        "bootstrap intervals over patients, and which is better")
+    cp.add_argument("old", help="exported .onnx of the current model")
+    cp.add_argument("new", help="exported .onnx of the candidate")
+    cp.add_argument("--list", dest="series_list", required=True,
+                    help="held-out series list (JSON, trainer/data/series_list.py)")
+    cp.add_argument("--json", help="write the full report here (promote reads it)")
+    cp.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
+    cp.add_argument("--seed", type=int, default=0)
+    cp.add_argument("--threads", type=int, default=2)
 
 
 def _log_to_stderr() -> None:
@@ -42,7 +52,30 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"pull": _pull}
+def _compare(args: argparse.Namespace) -> int:
+    from trainer.data.series_list import read_series_list
+    from trainer.evaluation.compare import compare_models, table
+
+    if args.boot < 100:
+        raise ValueError(f"--boot must be at least 100, got {args.boot}")
+    report = compare_models(args.old, args.new, read_series_list(args.series_list),
+                            args.threads, args.boot, args.seed)
+    report["series_list"] = str(Path(args.series_list).resolve())
+    if args.json:
+        write_json(Path(args.json), report)
+    print(table(report))
+    return 0
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON, atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+HANDLERS = {"pull": _pull, "compare": _compare}
 
 
 def run_command(args: argparse.Namespace) -> int:
