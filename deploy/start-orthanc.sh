@@ -16,6 +16,8 @@
 #   LUNGSEG_STABLE_AGE [10] seconds without new instances before a series is processed
 #   LUNGSEG_SEGMENTER [auto]  LUNGSEG_ENGINE [onnx]  LUNGSEG_MODEL [default model]
 #   LUNGSEG_MIN_SLICES [10]  LUNGSEG_VENV [<checkout>/.venv]
+#   LUNGSEG_REGISTRY [<data dir>/model-registry] model registry; its active version replaces
+#     LUNGSEG_MODEL for the next job (docs/retraining.md)
 #   LUNGSEG_FOREGROUND=1      stay in the foreground (systemd); otherwise wait until it answers
 #   LUNGSEG_START_TIMEOUT [60] seconds to wait for /system
 set -euo pipefail
@@ -100,6 +102,8 @@ export LUNGSEG_R_SEGMENTER="$(js "${LUNGSEG_SEGMENTER:-auto}")"
 export LUNGSEG_R_ENGINE="$(js "${LUNGSEG_ENGINE:-onnx}")"
 if [[ -n "${LUNGSEG_MODEL:-}" ]]; then LUNGSEG_R_MODEL_PATH="$(js "$LUNGSEG_MODEL")"; else LUNGSEG_R_MODEL_PATH=null; fi
 export LUNGSEG_R_MODEL_PATH
+if [[ -n "${LUNGSEG_REGISTRY:-}" ]]; then LUNGSEG_R_REGISTRY="$(js "$(realpath -m "$LUNGSEG_REGISTRY")")"; else LUNGSEG_R_REGISTRY=null; fi
+export LUNGSEG_R_REGISTRY
 CONFIG="$DATA_DIR/orthanc.json"
 /usr/bin/python3 "$REPO/deploy/render_config.py" "$REPO/deploy/orthanc.json.template" "$CONFIG"
 unset "${!LUNGSEG_R_@}"

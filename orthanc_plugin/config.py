@@ -43,11 +43,19 @@ class PluginConfig:
     poll_interval_s: float = 0.05
     scan_on_start: bool = True
     worker_restart_delay_s: float = 2.0
+    registry: str | None = None
 
     @property
     def job_db(self) -> Path:
         """Path of the sqlite job store inside :attr:`data_dir`."""
         return Path(self.data_dir) / "lungseg-jobs.sqlite"
+
+    @property
+    def registry_dir(self) -> Path:
+        """Model registry (:mod:`pipeline.registry`); default ``<data_dir>/model-registry``."""
+        from pipeline.registry import DEFAULT_NAME
+
+        return Path(self.registry) if self.registry else Path(self.data_dir) / DEFAULT_NAME
 
     def to_json(self) -> str:
         """Serialise to the JSON form the worker process reads back with :func:`from_section`."""
@@ -76,6 +84,7 @@ _SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
     "poll_interval_s": ("PollIntervalSeconds", (int, float), False),
     "scan_on_start": ("ScanOnStart", (bool,), False),
     "worker_restart_delay_s": ("WorkerRestartDelaySeconds", (int, float), False),
+    "registry": ("Registry", (str, type(None)), False),
 }
 _KEYS_BY_FIELD = {name: spec[0] for name, spec in _SPEC.items()}
 
@@ -115,6 +124,8 @@ def _validate(cfg: PluginConfig) -> None:
         (all(isinstance(p, str) for p in cfg.site_packages), "SitePackages", "a list of paths"),
         (Path(cfg.worker_python).is_absolute(), "WorkerPython", "an absolute path"),
         (Path(cfg.data_dir).is_absolute(), "DataDir", "an absolute path"),
+        (cfg.registry is None or Path(cfg.registry).is_absolute(), "Registry",
+         "null or an absolute path"),
     ]
     for ok, key, expected in checks:
         if not ok:
@@ -150,7 +161,8 @@ def from_section(section: Mapping[str, Any]) -> PluginConfig:
     if unknown:
         raise ConfigError(f"unknown configuration key(s) {[f'{SECTION}.{k}' for k in unknown]}")
     values = {name: _checked(section, name) for name in _SPEC}
-    values = {k: v for k, v in values.items() if v is not None or k in ("model_path", "threads")}
+    nullable = ("model_path", "threads", "registry")
+    values = {k: v for k, v in values.items() if v is not None or k in nullable}
     if "site_packages" in values:
         values["site_packages"] = tuple(values["site_packages"])
     if "engine_options" in values:

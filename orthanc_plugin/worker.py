@@ -1,4 +1,7 @@
-"""The worker process: loads the segmenter once, then runs queued jobs one after another.
+"""The worker process: loads the segmenter, then runs queued jobs one after another.
+
+Before each job it checks the model registry's active pointer
+(:mod:`orthanc_plugin.active_model`) and loads a newly promoted model; Orthanc keeps running.
 
 Started by :class:`orthanc_plugin.supervisor.WorkerSupervisor` as
 ``<venv>/bin/python -m orthanc_plugin.worker`` with the plugin configuration (JSON) on stdin.
@@ -15,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from orthanc_plugin.active_model import ActiveModel
 from orthanc_plugin.config import PluginConfig, from_section
 from orthanc_plugin.jobrunner import Outcome, run_job
 from orthanc_plugin.jobstore import Job, JobStore
@@ -60,20 +64,19 @@ def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig:
 
 
 def serve(cfg: PluginConfig, should_stop: Any = None) -> None:
-    """Load the segmenter once and process queued jobs until ``should_stop()`` is true.
+    """Load the segmenter and process queued jobs until ``should_stop()`` is true.
+
+    The segmenter follows the registry's active version (checked before each job).
 
     Raises
     ------
     LungSegError
         If the segmenter cannot be created (e.g. the model file is missing).
     """
-    from pipeline.run import Segmenter
-
     store = JobStore(cfg.job_db)
     client = OrthancClient(cfg.url, cfg.worker_user, cfg.worker_password)
-    pconfig = pipeline_config(cfg)
-    segmenter = Segmenter.create(pconfig)
-    LOG.info("segmenter %s %s loaded", segmenter.name, segmenter.version)
+    model = ActiveModel(cfg.registry_dir, pipeline_config(cfg))
+    LOG.info("segmenter %s %s loaded", model.segmenter.name, model.segmenter.version)
     requeued = store.requeue_running()
     if requeued:
         LOG.info("%d interrupted job(s) queued again", requeued)
@@ -84,6 +87,7 @@ def serve(cfg: PluginConfig, should_stop: Any = None) -> None:
         if job is None:
             time.sleep(cfg.poll_interval_s)
             continue
+        segmenter, pconfig = model.refresh()
         process_one(store, client, segmenter, pconfig, job)
 
 

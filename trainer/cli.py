@@ -206,7 +206,7 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-RETRAIN_COMMANDS = ("pull", "compare")
+RETRAIN_COMMANDS = ("pull", "compare", "register", "promote", "rollback", "models")
 """Commands of :mod:`trainer.retrain.commands`."""
 
 USER_ERRORS = (LungSegError, ValueError, FileNotFoundError)

@@ -77,3 +77,20 @@ def test_routes_match_orthanc_ids():
     assert re.fullmatch(rest.SERIES_ROUTE, f"/lungseg/series/{sid}").group(1) == sid
     assert re.fullmatch(rest.RUN_ROUTE, f"/lungseg/series/{sid}/run").group(1) == sid
     assert re.fullmatch(rest.SERIES_ROUTE, f"/lungseg/series/{sid}/run") is None
+
+
+def test_model_route_shows_the_active_version(tmp_path):
+    registry = tmp_path / "registry"
+    out = StubOutput()
+    rest.get_model(registry, out, rest.MODEL_ROUTE, method="GET")
+    assert out.status == 200 and out.json()["active"] is None
+    (registry / "v7").mkdir(parents=True)
+    (registry / "v7" / "lungseg-unet.onnx").write_bytes(b"x")
+    (registry / "active").write_text("v7\n")
+    out = StubOutput()
+    rest.get_model(registry, out, rest.MODEL_ROUTE, method="GET")
+    assert out.json()["active"] == "v7"
+    (registry / "active").write_text("gone\n")
+    out = StubOutput()
+    rest.get_model(registry, out, rest.MODEL_ROUTE, method="GET")
+    assert out.status == 500 and "gone" in out.json()["error"]

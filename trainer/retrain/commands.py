@@ -30,6 +30,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     cp.add_argument("--boot", type=int, default=2000, help="bootstrap draws (default 2000)")
     cp.add_argument("--seed", type=int, default=0)
     cp.add_argument("--threads", type=int, default=2)
+    rg = sub.add_parser("register", help="copy an exported model (and the compare report that "
+                        "admits it) into the model registry")
+    rg.add_argument("model", help="exported .onnx (its sidecar version names the entry)")
+    rg.add_argument("--report", help="compare report (JSON from trainer compare --json)")
+    rg.add_argument("--notes", default="", help="text for the model card's Training section")
+    pr = sub.add_parser("promote", help="make a registered version active (only if its "
+                        "compare report says not worse, or --force with --reason)")
+    pr.add_argument("version")
+    pr.add_argument("--force", action="store_true")
+    pr.add_argument("--reason", default="", help="recorded in the registry history")
+    rb = sub.add_parser("rollback", help="re-activate the version active before the current")
+    rb.add_argument("--reason", default="", help="recorded in the registry history")
+    ls = sub.add_parser("models", help="list the registry: versions, active, history")
+    for p in (rg, pr, rb, ls):
+        p.add_argument("--registry", help="model registry folder (default $LUNGSEG_REGISTRY, "
+                       "else <$LUNGSEG_DATA_DIR or var/orthanc>/model-registry)")
 
 
 def _log_to_stderr() -> None:
@@ -75,7 +91,47 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-HANDLERS = {"pull": _pull, "compare": _compare}
+def _registry(args: argparse.Namespace) -> Path:
+    from pipeline.registry import registry_dir
+
+    return Path(args.registry) if args.registry else registry_dir()
+
+
+def _register(args: argparse.Namespace) -> int:
+    from trainer.retrain.registry_ops import register
+
+    version = register(args.model, _registry(args), args.report, args.notes)
+    print(f"registered {version} in {_registry(args)}")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from trainer.retrain.registry_ops import promote
+
+    event = promote(_registry(args), args.version, args.force, args.reason)
+    print(f"active: {event['version']} (was {event['previous']}; {event['action']})")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from trainer.retrain.registry_ops import rollback
+
+    event = rollback(_registry(args), args.reason)
+    print(f"active: {event['version']} (rolled back from {event['previous']})")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from pipeline import registry as reg
+
+    root = _registry(args)
+    print(json.dumps({"registry": str(root), "active": reg.active_version(root),
+                      "versions": reg.versions(root), "history": reg.history(root)}, indent=1))
+    return 0
+
+
+HANDLERS = {"pull": _pull, "compare": _compare, "register": _register, "promote": _promote,
+            "rollback": _rollback, "models": _models}
 
 
 def run_command(args: argparse.Namespace) -> int:
