@@ -206,7 +206,8 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-RETRAIN_COMMANDS = ("pull", "compare", "register", "promote", "rollback", "models")
+RETRAIN_COMMANDS = ("pull", "compare", "register", "promote", "rollback", "models",
+                    "retrain")
 """Commands of :mod:`trainer.retrain.commands`."""
 
 USER_ERRORS = (LungSegError, ValueError, FileNotFoundError)

@@ -42,6 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--reason", default="", help="recorded in the registry history")
     rb = sub.add_parser("rollback", help="re-activate the version active before the current")
     rb.add_argument("--reason", default="", help="recorded in the registry history")
+    rt = sub.add_parser("retrain", help="pull -> fine-tune -> compare -> promote if not worse "
+                        "(docs/retraining.md)")
+    rt.add_argument("--config", required=True, help="site.yaml (trainer/retrain/run.py)")
     ls = sub.add_parser("models", help="list the registry: versions, active, history")
     for p in (rg, pr, rb, ls):
         p.add_argument("--registry", help="model registry folder (default $LUNGSEG_REGISTRY, "
@@ -130,8 +133,16 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"pull": _pull, "compare": _compare, "register": _register, "promote": _promote,
-            "rollback": _rollback, "models": _models}
+def _retrain(args: argparse.Namespace) -> int:
+    from trainer.retrain.run import retrain
+
+    report = retrain(args.config)
+    print(json.dumps({k: report.get(k) for k in ("run", "status", "registered", "promoted")}))
+    return 0
+
+
+HANDLERS = {"retrain": _retrain, "pull": _pull, "compare": _compare, "register": _register,
+            "promote": _promote, "rollback": _rollback, "models": _models}
 
 
 def run_command(args: argparse.Namespace) -> int:
