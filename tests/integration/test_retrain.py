@@ -143,3 +143,109 @@ def test_pull_takes_the_newest_correction_and_no_lesion(server, archive, correct
     assert [e["patient"] for e in again["entries"]] == [e["patient"] for e in entries]
     since, _ = pull(server, tmp_path / "later", "--since", "2999-01-01")
     assert since["entries"] == []
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A public series list (the demo nodule under three pseudonyms) and a tiny U-Net
+    fine-tuned on it: the trainable checkpoint a site's retrain starts from."""
+    from tests.trainer.conftest import TINY, write_mask
+
+    root = tmp_path_factory.mktemp("public")
+    series = load_series_dir(DEMO_SERIES)
+    write_mask(series, ball(series.hu.shape, NODULE, 8), root / "nodule.nii.gz")
+    listed = root / "public.json"
+    listed.write_text(json.dumps([{"series": str(DEMO_SERIES), "lesions": "nodule.nii.gz",
+                                   "patient": f"PUB{k}"} for k in range(3)]))
+    assert trainer("crops", "--list", str(listed), "--out", str(root / "vois")).returncode == 0
+    sets = ["--config", TINY, "--set", f"vois_dir={root / 'vois'}",
+            "--set", f"cache={root / 'cache.npz'}", "--set", f"out_dir={root / 'run'}"]
+    for command in ("cache", "finetune"):
+        proc = trainer(command, *sets)
+        assert proc.returncode == 0, proc.stderr
+    return root / "run" / "final.pt", listed
+
+
+def model_version_of_seg(server, series_id: str) -> str:
+    client = server.client()
+    job = client.get_json(f"/lungseg/series/{series_id}")
+    seg = client.request("GET", f"/instances/{job['result']['seg_instance']}/file")
+    import io
+
+    ds = pydicom.dcmread(io.BytesIO(seg))
+    return str(ds.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+               .AlgorithmVersion)
+
+
+def test_retrain_compare_promote_rollback_without_restart(server, archive, corrected,
+                                                          tiny_checkpoint, tmp_path):
+    from engines import default_model_path
+
+    registry = server.data_dir / "model-registry"
+    checkpoint, public = tiny_checkpoint
+    pid = (server.data_dir / "orthanc.pid").read_text().strip()
+    site = tmp_path / "site.yaml"
+    site.write_text(json.dumps({
+        "archive": {"url": f"{server.url}/dicom-web", "user": server.user,
+                    "password": server.password, "site": "TEST"},
+        "checkpoint": str(checkpoint), "registry": str(registry),
+        "work_dir": str(tmp_path / "work"), "heldout_fraction": 0.34, "steps": 2,
+        "public_list": str(public), "boot": 200, "threads": 2}))
+    proc = trainer("retrain", "--config", str(site), timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    no_identifiers(proc.stdout + proc.stderr)
+    [run] = (tmp_path / "work").glob("2*")
+    report = json.loads((run / "report.json").read_text())
+    held, trained = report["split"]["heldout_patients"], report["split"]["train_patients"]
+    assert len(held) == 1 and len(trained) == 2 and not set(held) & set(trained)
+    crops = {p.name.split("_R_")[0] for p in (run / "crops" / "image").iterdir()}
+    assert not crops & set(held), "the new model trained on a held-out patient"
+    assert report["baseline"] == "1.3.2" and report["registered"].startswith("1.3.2+site.")
+    from trainer.evaluation.compare import ADMITS
+
+    assert report["promoted"] == (report["compare"]["verdict"] in ADMITS)
+    expected = report["registered"] if report["promoted"] else "1.3.2"
+    model = server.client().get_json("/lungseg/model")
+    assert model["active"] == expected
+    assert "verdict:" in (run / "report.md").read_text()
+
+    # a copy of the shipped model under a new version: compare says not worse -> promoted
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "m.onnx").write_bytes(default_model_path().read_bytes())
+    sidecar = json.loads(default_model_path().with_suffix(".json").read_text())
+    (copy / "m.json").write_text(json.dumps({**sidecar, "version": "1.3.2-site.2"}))
+    held_list = str(run / "heldout-list.json")
+    assert trainer("compare", str(default_model_path()), str(copy / "m.onnx"), "--list",
+                   held_list, "--json", str(copy / "r.json"), "--boot", "200").returncode == 0
+    assert trainer("register", str(copy / "m.onnx"), "--report", str(copy / "r.json"),
+                   "--registry", str(registry)).returncode == 0
+    assert trainer("promote", "1.3.2-site.2", "--registry", str(registry)).returncode == 0
+    client = server.client()
+    series_id = find_series(client, str(pydicom.dcmread(next(archive[0].glob("*.dcm")))
+                                        .SeriesInstanceUID))
+    client.post_json(f"/lungseg/series/{series_id}/run", {})
+    job = wait_for_job(client, series_id, timeout_s=600)
+    assert job["state"] == "done" and job["model_version"] == "1.3.2-site.2"
+    assert model_version_of_seg(server, series_id) == "1.3.2-site.2"
+    assert (server.data_dir / "orthanc.pid").read_text().strip() == pid
+
+    # a worse model (the same network, a threshold that keeps nothing) is refused
+    strict = tmp_path / "strict"
+    strict.mkdir()
+    (strict / "m.onnx").write_bytes(default_model_path().read_bytes())
+    (strict / "m.json").write_text(json.dumps({**sidecar, "version": "1.3.2-strict",
+                                               "threshold": 0.99999}))
+    assert trainer("compare", str(default_model_path()), str(strict / "m.onnx"), "--list",
+                   str(run.parent / "pull" / "series-list.json"), "--json",
+                   str(strict / "r.json"), "--boot", "200").returncode == 0
+    assert json.loads((strict / "r.json").read_text())["verdict"] == "worse"
+    assert trainer("register", str(strict / "m.onnx"), "--report", str(strict / "r.json"),
+                   "--registry", str(registry)).returncode == 0
+    refused = trainer("promote", "1.3.2-strict", "--registry", str(registry))
+    assert refused.returncode == 2 and "worse" in refused.stderr
+    assert client.get_json("/lungseg/model")["active"] == "1.3.2-site.2"
+
+    # rollback: back to what was active before
+    assert trainer("rollback", "--registry", str(registry)).returncode == 0
+    assert client.get_json("/lungseg/model")["active"] == expected
