@@ -23,6 +23,8 @@
 #   LUNGSEG_WORKER_MAX_STARTS [5] failed worker starts in a row (e.g. model missing) before giving up
 #   LUNGSEG_WORKER_RESTART_DELAY [2] seconds before starting a failed worker again; doubles, max 60
 #   LUNGSEG_WORKER_MEMORY_MB [no limit] address-space cap of the worker process (MiB, >= 256)
+#   LUNGSEG_REGISTRY [<data dir>/model-registry] model registry; its active version replaces
+#     LUNGSEG_MODEL for the next job (docs/retraining.md)
 #   LUNGSEG_FOREGROUND=1      stay in the foreground (systemd); otherwise wait until it answers
 #   LUNGSEG_START_TIMEOUT [60] seconds to wait for /system
 set -euo pipefail
@@ -122,6 +124,8 @@ export LUNGSEG_R_MAX_ATTEMPTS="$MAX_ATTEMPTS" LUNGSEG_R_RETRY_DELAY="$RETRY_DELA
 export LUNGSEG_R_WORKER_MAX_STARTS="$WORKER_MAX_STARTS"
 export LUNGSEG_R_WORKER_RESTART_DELAY="$WORKER_RESTART_DELAY"
 export LUNGSEG_R_WORKER_MEMORY_MB="${WORKER_MEMORY_MB:-null}"
+if [[ -n "${LUNGSEG_REGISTRY:-}" ]]; then LUNGSEG_R_REGISTRY="$(js "$(realpath -m "$LUNGSEG_REGISTRY")")"; else LUNGSEG_R_REGISTRY=null; fi
+export LUNGSEG_R_REGISTRY
 CONFIG="$DATA_DIR/orthanc.json"
 /usr/bin/python3 "$REPO/deploy/render_config.py" "$REPO/deploy/orthanc.json.template" "$CONFIG"
 unset "${!LUNGSEG_R_@}"

@@ -49,6 +49,7 @@ class PluginConfig:
     max_attempts: int = 3
     retry_delay_s: float = 10.0
     storage_dir: str | None = None
+    registry: str | None = None
 
     @property
     def job_db(self) -> Path:
@@ -59,6 +60,13 @@ class PluginConfig:
     def retry_policy(self) -> RetryPolicy:
         """How jobs whose attempt broke off are retried (``MaxAttempts``, ``RetryDelaySeconds``)."""
         return RetryPolicy(self.max_attempts, float(self.retry_delay_s))
+
+    @property
+    def registry_dir(self) -> Path:
+        """Model registry (:mod:`pipeline.registry`); default ``<data_dir>/model-registry``."""
+        from pipeline.registry import DEFAULT_NAME
+
+        return Path(self.registry) if self.registry else Path(self.data_dir) / DEFAULT_NAME
 
     def to_json(self) -> str:
         """Serialise to the JSON form the worker process reads back with :func:`from_section`."""
@@ -92,6 +100,7 @@ _SPEC: dict[str, tuple[str, tuple[type, ...], bool]] = {
     "max_attempts": ("MaxAttempts", (int,), False),
     "retry_delay_s": ("RetryDelaySeconds", (int, float), False),
     "storage_dir": ("StorageDirectory", (str, type(None)), False),
+    "registry": ("Registry", (str, type(None)), False),
 }
 _KEYS_BY_FIELD = {name: spec[0] for name, spec in _SPEC.items()}
 
@@ -136,6 +145,8 @@ def _validate(cfg: PluginConfig) -> None:
         (all(isinstance(p, str) for p in cfg.site_packages), "SitePackages", "a list of paths"),
         (Path(cfg.worker_python).is_absolute(), "WorkerPython", "an absolute path"),
         (Path(cfg.data_dir).is_absolute(), "DataDir", "an absolute path"),
+        (cfg.registry is None or Path(cfg.registry).is_absolute(), "Registry",
+         "null or an absolute path"),
     ]
     for ok, key, expected in checks:
         if not ok:
@@ -171,7 +182,7 @@ def from_section(section: Mapping[str, Any]) -> PluginConfig:
     if unknown:
         raise ConfigError(f"unknown configuration key(s) {[f'{SECTION}.{k}' for k in unknown]}")
     values = {name: _checked(section, name) for name in _SPEC}
-    nullable = ("model_path", "threads", "worker_memory_limit_mb", "storage_dir")
+    nullable = ("model_path", "threads", "worker_memory_limit_mb", "storage_dir", "registry")
     values = {k: v for k, v in values.items() if v is not None or k in nullable}
     if "site_packages" in values:
         values["site_packages"] = tuple(values["site_packages"])

@@ -83,5 +83,6 @@ def register(api: Any, configuration_text: str | bytes) -> PluginState:
                              partial(rest.get_jobs, store, worker=state.supervisor))
     api.RegisterRestCallback(rest.RUN_ROUTE, partial(rest.post_run, api, store))
     api.RegisterRestCallback(rest.SERIES_ROUTE, partial(rest.get_series, store))
+    api.RegisterRestCallback(rest.MODEL_ROUTE, partial(rest.get_model, cfg.registry_dir))
     api.LogWarning(f"lungseg: plugin ready (jobs in {cfg.job_db}, segmenter {cfg.segmenter})")
     return state

@@ -4,6 +4,7 @@
 - ``GET /lungseg/jobs``: every job (``?limit=N``, default 1000), and the worker's status.
 - ``GET /lungseg/series/{id}``: one series' job: state, reason, timings per stage.
 - ``POST /lungseg/series/{id}/run``: queue the series again, even if already processed.
+- ``GET /lungseg/model``: the model registry's active version and its recent history.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ STATUS_ROUTE = "/lungseg/status"
 JOBS_ROUTE = "/lungseg/jobs"
 SERIES_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)"
 RUN_ROUTE = "/lungseg/series/([0-9a-fA-F-]+)/run"
+MODEL_ROUTE = "/lungseg/model"
 JSON = "application/json"
 
 
@@ -89,6 +91,25 @@ def get_status(worker: Any, store: JobStore, output: Any, uri: str, **request: A
     if not _method_ok(output, request, "GET"):
         return
     _answer(output, 200, {"worker": worker.status(), "jobs": store.counts()})
+
+
+def get_model(registry: Any, output: Any, uri: str, **request: Any) -> None:
+    """Answer ``GET /lungseg/model`` with the registry's active version.
+
+    The answer holds ``registry``, ``active`` (null: the configured model runs) and the last
+    ten ``history`` events; 500 with the reason when the pointer is broken.
+    """
+    from pipeline import registry as reg
+
+    if not _method_ok(output, request, "GET"):
+        return
+    try:
+        active = reg.active_version(registry)
+    except ValueError as exc:
+        _answer(output, 500, {"error": str(exc), "registry": str(registry)})
+        return
+    _answer(output, 200, {"registry": str(registry), "active": active,
+                          "history": reg.history(registry)[-10:]})
 
 
 @_store_errors_answered

@@ -1,4 +1,7 @@
-"""The worker process: loads the segmenter once, then runs queued jobs one after another.
+"""The worker process: loads the segmenter, then runs queued jobs one after another.
+
+Before each job it checks the model registry's active pointer
+(:mod:`orthanc_plugin.active_model`) and loads a newly promoted model; Orthanc keeps running.
 
 Started by :class:`orthanc_plugin.supervisor.WorkerSupervisor` as
 ``<venv>/bin/python -m orthanc_plugin.worker`` with the plugin configuration (JSON) on stdin.
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orthanc_plugin.active_model import ActiveModel
 from orthanc_plugin.config import PluginConfig, from_section
 from orthanc_plugin.jobrunner import Outcome, StoreFailed, run_job
 from orthanc_plugin.jobstore import Job, JobStore, RetryPolicy
@@ -43,11 +47,10 @@ def pipeline_config(cfg: PluginConfig) -> Any:
                           shape_gate=cfg.shape_gate)
 
 
-def load_segmenter(cfg: PluginConfig) -> Any:
-    """Create the segmenter the configuration asks for.
+def load_model(cfg: PluginConfig) -> ActiveModel:
+    """Create the segmenter the configuration (or the registry's active version) asks for.
 
-    A ``ModelPath`` that is set must name an existing file, also with ``Segmenter`` ``auto``
-    (which falls back to the threshold baseline only when no model is configured).
+    A ``ModelPath`` that is set must name an existing file, also with ``Segmenter`` ``auto``.
 
     Raises
     ------
@@ -56,11 +59,9 @@ def load_segmenter(cfg: PluginConfig) -> Any:
     LungSegError
         If the segmenter cannot be created (e.g. the model file is corrupt).
     """
-    from pipeline.run import Segmenter
-
     if cfg.model_path and cfg.segmenter in ("auto", "model") and not Path(cfg.model_path).is_file():
         raise ConfigError(f"model file not found: {cfg.model_path} (LungSeg.ModelPath)")
-    return Segmenter.create(pipeline_config(cfg))
+    return ActiveModel(cfg.registry_dir, pipeline_config(cfg))
 
 
 def limit_memory(limit_mb: int | None) -> None:
@@ -134,11 +135,12 @@ def process_one(store: JobStore, client: OrthancClient, segmenter: Any, pconfig:
                         model_version=outcome.model_version)
 
 
-def serve(cfg: PluginConfig, should_stop: Any = None, segmenter: Any = None) -> None:
+def serve(cfg: PluginConfig, should_stop: Any = None, model: ActiveModel | None = None) -> None:
     """Process queued jobs until ``should_stop()`` is true (default: until Orthanc is gone).
 
-    ``segmenter`` defaults to :func:`load_segmenter`. A job interrupted by SIGTERM (Orthanc
-    stopping) goes back to the queue without counting as an attempt.
+    ``model`` defaults to :func:`load_model`; the segmenter follows the registry's active
+    version (checked before each job). A job interrupted by SIGTERM (Orthanc stopping) goes
+    back to the queue without counting as an attempt.
 
     Raises
     ------
@@ -147,9 +149,8 @@ def serve(cfg: PluginConfig, should_stop: Any = None, segmenter: Any = None) -> 
     """
     store = JobStore(cfg.job_db)
     client = OrthancClient(cfg.url, cfg.worker_user, cfg.worker_password)
-    pconfig = pipeline_config(cfg)
-    segmenter = segmenter if segmenter is not None else load_segmenter(cfg)
-    LOG.info("segmenter %s %s loaded", segmenter.name, segmenter.version)
+    model = model if model is not None else load_model(cfg)
+    LOG.info("segmenter %s %s loaded", model.segmenter.name, model.segmenter.version)
     requeued = store.requeue_running("the worker stopped during this job", cfg.retry_policy)
     if requeued:
         LOG.info("%d interrupted job(s) retried or failed", requeued)
@@ -160,6 +161,7 @@ def serve(cfg: PluginConfig, should_stop: Any = None, segmenter: Any = None) -> 
         if job is None:
             time.sleep(cfg.poll_interval_s)
             continue
+        segmenter, pconfig = model.refresh()
         try:
             process_one(store, client, segmenter, pconfig, job, cfg.retry_policy,
                         cfg.storage_dir or cfg.data_dir)
@@ -175,14 +177,14 @@ def _start(cfg: PluginConfig) -> int:
     store.set_worker(pid, "starting")
     try:
         limit_memory(cfg.worker_memory_limit_mb)
-        segmenter = load_segmenter(cfg)
+        model = load_model(cfg)
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         LOG.error("cannot start: %s", reason)
         store.set_worker(pid, "failed", reason)
         return EXIT_CANNOT_START
     store.set_worker(pid, "ready")
-    serve(cfg, segmenter=segmenter)
+    serve(cfg, model=model)
     return 0
 
 

@@ -1,7 +1,8 @@
 """``trainer`` command line.
 
 Commands: crops, cache, pretrain-vae, pretrain-contrastive, finetune, evaluate, export,
-shape-limits, study.
+shape-limits, study, and the retraining loop (docs/retraining.md): pull, compare, register,
+promote, rollback, models, retrain.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--deadline-s", type=float, default=3600.0,
                     help="start no new job after this many seconds")
     st.add_argument("--results", default="docs/results.md")
+    from trainer.retrain.commands import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -186,6 +190,10 @@ def run(argv: list[str] | None = None) -> int:
         print(json.dumps({**summary, **result.get("pooled", {})}))
     elif args.command == "shape-limits":
         _shape_limits(args)
+    elif args.command in RETRAIN_COMMANDS:
+        from trainer.retrain.commands import run_command
+
+        return run_command(args)
     elif args.command == "export":
         from trainer.export.exporter import export_checkpoint
 
@@ -197,6 +205,10 @@ def run(argv: list[str] | None = None) -> int:
         _study(args)
     return 0
 
+
+RETRAIN_COMMANDS = ("pull", "compare", "register", "promote", "rollback", "models",
+                    "retrain")
+"""Commands of :mod:`trainer.retrain.commands`."""
 
 USER_ERRORS = (LungSegError, ValueError, FileNotFoundError)
 """What bad input raises (config, arguments, missing files): one line, no traceback."""

@@ -47,6 +47,8 @@
           qidoRoot: dicomWebRoot,
           wadoRoot: dicomWebRoot,
           wadoUriRoot: dicomWebRoot,
+          // Saving a segmentation stores it back over STOW-RS (docs/retraining.md).
+          stowRoot: dicomWebRoot,
           qidoSupportsIncludeField: false,
           imageRendering: 'wadors',
           thumbnailRendering: 'wadors',

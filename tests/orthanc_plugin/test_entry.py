@@ -36,7 +36,7 @@ def test_entry_registers_and_drops_its_folder_from_sys_path(load_entry, tmp_path
     api, namespace = load_entry({"LungSeg": section})
     assert namespace["STATE"].cfg.data_dir == str(tmp_path)
     assert set(api.rest_callbacks) == {rest.STATUS_ROUTE, rest.JOBS_ROUTE, rest.SERIES_ROUTE,
-                                      rest.RUN_ROUTE}
+                                      rest.RUN_ROUTE, rest.MODEL_ROUTE}
     assert str(ENTRY.parent) not in sys.path
 
 

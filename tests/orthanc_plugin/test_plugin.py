@@ -19,7 +19,7 @@ def test_register_installs_callbacks_and_routes(tmp_path):
     api = StubOrthanc(get={"/series/s": series_info("CT", 20)})
     state = plugin.register(api, configuration(tmp_path))
     assert set(api.rest_callbacks) == {rest.STATUS_ROUTE, rest.JOBS_ROUTE, rest.SERIES_ROUTE,
-                                      rest.RUN_ROUTE}
+                                      rest.RUN_ROUTE, rest.MODEL_ROUTE}
     [on_change] = api.change_callbacks
     start = time.perf_counter()
     on_change(ChangeType.STABLE_SERIES, 3, "s")

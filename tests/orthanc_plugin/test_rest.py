@@ -85,3 +85,20 @@ def test_an_unusable_job_store_answers_503(tmp_path):
     out = StubOutput()
     rest.get_series(store, out, "/lungseg/series/aa", method="GET", groups=["aa"])
     assert out.status == 503 and "job store cannot be used" in out.json()["error"]
+
+
+def test_model_route_shows_the_active_version(tmp_path):
+    registry = tmp_path / "registry"
+    out = StubOutput()
+    rest.get_model(registry, out, rest.MODEL_ROUTE, method="GET")
+    assert out.status == 200 and out.json()["active"] is None
+    (registry / "v7").mkdir(parents=True)
+    (registry / "v7" / "lungseg-unet.onnx").write_bytes(b"x")
+    (registry / "active").write_text("v7\n")
+    out = StubOutput()
+    rest.get_model(registry, out, rest.MODEL_ROUTE, method="GET")
+    assert out.json()["active"] == "v7"
+    (registry / "active").write_text("gone\n")
+    out = StubOutput()
+    rest.get_model(registry, out, rest.MODEL_ROUTE, method="GET")
+    assert out.status == 500 and "gone" in out.json()["error"]

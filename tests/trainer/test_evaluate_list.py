@@ -12,14 +12,15 @@ from trainer.evaluation.evaluate_list import pool
 
 def test_pool_sums_lesions_and_averages_false_positives():
     rows = [{"n_reference_lesions": 2, "n_detected_lesions": 1, "false_positives": 3,
-             "lesion_free": False},
+             "lesion_free": False, "lesion_dice": [0.8, 0.0]},
             {"n_reference_lesions": 0, "n_detected_lesions": 0, "false_positives": 0,
              "lesion_free": True},
             {"n_reference_lesions": 1, "n_detected_lesions": 1, "false_positives": 0,
-             "lesion_free": False}]
+             "lesion_free": False, "lesion_dice": [0.7]}]
     assert pool(rows) == {"n_series": 3, "n_lesion_free_series": 1, "n_reference_lesions": 3,
                           "n_detected_lesions": 2, "lesion_sensitivity": 2 / 3,
-                          "false_positives_per_scan": 1.0, "max_false_positives_per_scan": 3}
+                          "false_positives_per_scan": 1.0, "max_false_positives_per_scan": 3,
+                          "mean_lesion_dice": pytest.approx(0.5)}
     with pytest.raises(ValueError, match="no series"):
         pool([])
 

@@ -40,3 +40,16 @@ def test_lesion_detection_counts():
     d = lesion_detection(pred, ref)
     assert d["n_reference_lesions"] == 2 and d["n_detected_lesions"] == 1
     assert d["lesion_sensitivity"] == 0.5 and d["false_positives"] == 1
+
+
+def test_per_lesion_dice_scores_each_reference_lesion():
+    from trainer.evaluation.metrics import per_lesion_dice
+
+    ref = np.zeros((1, 10, 20), bool)
+    ref[0, 2:6, 2:6] = True  # 16 voxels, predicted half
+    ref[0, 2:6, 12:16] = True  # missed
+    pred = np.zeros_like(ref)
+    pred[0, 2:4, 2:6] = True
+    pred[0, 8:10, 8:10] = True  # a false positive does not enter any lesion's Dice
+    assert per_lesion_dice(pred, ref) == [pytest.approx(2 * 8 / 24), 0.0]
+    assert per_lesion_dice(pred, np.zeros_like(ref)) == []

@@ -5,8 +5,9 @@ needs many annotated series; this repository holds two. A site measures it on it
 entry of a series list (:mod:`trainer.data.series_list`) runs through
 :func:`trainer.evaluation.evaluate.evaluate_loaded_series` (the product path: lung gate, threshold,
 minimum volume, shape gate). A series declared lesion-free has an empty reference, so every
-component kept there is a false positive. Pooled: lesions found over all lesions, and the
-mean and largest number of false positives per scan.
+component kept there is a false positive. Pooled: lesions found over all lesions, the
+mean and largest number of false positives per scan, and the mean per-lesion Dice (a missed
+lesion scores 0).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from trainer.data.series_list import ListedSeries, load_listed
 from trainer.evaluation.evaluate import evaluate_loaded_series
 
 ROW_KEYS = ("n_slices", "n_reference_lesions", "n_detected_lesions", "false_positives",
-            "dropped_by_shape", "voxel_dice")
+            "dropped_by_shape", "voxel_dice", "lesion_dice")
 
 
 def evaluate_series_list(
@@ -77,4 +78,11 @@ def pool(rows: list[dict]) -> dict:
             "n_reference_lesions": lesions, "n_detected_lesions": found,
             "lesion_sensitivity": found / lesions if lesions else float("nan"),
             "false_positives_per_scan": float(np.mean(fps)),
-            "max_false_positives_per_scan": int(max(fps))}
+            "max_false_positives_per_scan": int(max(fps)),
+            "mean_lesion_dice": mean_lesion_dice(rows)}
+
+
+def mean_lesion_dice(rows: list[dict]) -> float:
+    """Mean per-lesion Dice over every reference lesion of ``rows`` (NaN without lesions)."""
+    scores = [d for r in rows for d in r.get("lesion_dice", [])]
+    return float(np.mean(scores)) if scores else float("nan")

@@ -104,3 +104,26 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"n_reference_lesions": n_ref, "n_detected_lesions": found,
             "lesion_sensitivity": found / n_ref if n_ref else float("nan"),
             "n_predicted_components": n_pred, "false_positives": n_pred - len(hits)}
+
+
+def per_lesion_dice(pred: np.ndarray, ref: np.ndarray) -> list[float]:
+    """Dice of every reference lesion with the predicted components that touch it.
+
+    A reference component is compared with the union of the predicted components that
+    overlap it; a missed lesion scores 0.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
+    pred, ref = _check(pred, ref)
+    ref_lab, n_ref = label_components(ref)
+    pred_lab, _ = label_components(pred)
+    scores = []
+    for k in range(1, n_ref + 1):
+        lesion = ref_lab == k
+        touching = set(np.unique(pred_lab[lesion])) - {0}
+        hit = np.isin(pred_lab, list(touching)) if touching else np.zeros_like(lesion)
+        scores.append(2.0 * float((hit & lesion).sum()) / float(hit.sum() + lesion.sum()))
+    return scores

@@ -1,0 +1,1 @@
+"""Retraining from the archive: pull readers' corrected SEGs, fine-tune, compare, promote."""
