@@ -91,7 +91,8 @@ class TrainConfig:
         Synthetic masses made in each series of ``scene_list``.
     scene_fraction : float
         Share of the training patches that are windows of the scenes (half centred on a
-        lesion, half elsewhere in the lung field).
+        lesion, half elsewhere in the lung field); pretraining draws its unlabelled windows
+        from the scenes in the same share.
     search_region : {'lung', 'field'}
         Search region written to the sidecar (:attr:`engines.spec.ModelSpec.search_region`):
         ``field`` for a model trained on scenes.

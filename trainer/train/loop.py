@@ -60,7 +60,8 @@ class Setup:
                                   cfg.seed, cfg.subsolid_weight, cfg.crop_canvas,
                                   cfg.scene_fraction)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
-                                       cfg.patch_size, cfg.seed + 1)
+                                       cfg.patch_size, cfg.seed + 1,
+                                       scene_fraction=cfg.scene_fraction)
         val = PatchSampler(self.cache, self.cache.entries(self.split["val"]), cfg.patch_size, 123,
                            canvas=cfg.crop_canvas)
         self.val_x, self.val_y = val.sample(256, negative_fraction=cfg.negative_fraction)
