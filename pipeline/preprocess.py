@@ -46,7 +46,8 @@ def hu_to_unit(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return out
 
 
-def _to_image(array: np.ndarray, spacing: tuple[float, float, float]) -> sitk.Image:
+def to_image(array: np.ndarray, spacing: tuple[float, float, float]) -> sitk.Image:
+    """Return ``array`` (``(z, y, x)``) as a SimpleITK image with ``(z, y, x)`` ``spacing`` mm."""
     img = sitk.GetImageFromArray(array)
     img.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
     return img
@@ -78,7 +79,7 @@ def body_mask(hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray
     ndarray
         Boolean ``(z, y, x)`` mask.
     """
-    img = _to_image((hu > -500).astype(np.uint8), spacing)
+    img = to_image((hu > -500).astype(np.uint8), spacing)
     body = _largest_components(img, keep=1, min_fraction=1.0)
     return fill_holes(sitk.GetArrayFromImage(body), per_slice=True)
 
@@ -109,9 +110,11 @@ def lung_mask(
     if hu.ndim != 3:
         raise ValueError(f"hu must be a (z, y, x) volume, got shape {hu.shape}")
     body = body_mask(hu, spacing)
-    air = (hu < LUNG_AIR_HU) & body
-    hull = slice_hulls(body)
-    air |= cut_lung(hu < LUNG_AIR_HU, hull, spacing)
+    low = hu < LUNG_AIR_HU
+    air = low & body
+    inside = body_outline(body, low)
+    if inside is not body:
+        air |= cut_lung(low, inside, spacing)
     if not air.any():
         return air
     opened = binary_opening(air, _radius(spacing, 1.0))
@@ -120,20 +123,46 @@ def lung_mask(
     # Components, closing and filling on the box of the opened air: exact, since the closing
     # (with a safe border) of a mask stays inside the mask's bounding box.
     box = bounding_box(opened, (1, 1, 1))
-    lungs = _largest_components(_to_image(opened[box].astype(np.uint8), spacing), 2, 0.1)
+    lungs = _largest_components(to_image(opened[box].astype(np.uint8), spacing), 2, 0.1)
     lungs_array = sitk.GetArrayFromImage(lungs).astype(bool)
     closed = binary_closing(lungs_array, _radius(spacing, closing_mm))
     out = np.zeros(hu.shape, dtype=bool)
     out[box] = fill_holes(closed, per_slice=True)
-    out &= hull
+    out &= inside
     return out
 
 
-def slice_hulls(mask: np.ndarray) -> np.ndarray:
-    """Return the filled convex hull of ``mask`` in every ``(y, x)`` slice."""
-    out = mask.astype(bool)
-    for z in np.flatnonzero(out.any(axis=(1, 2))):
-        out[z] = convex_fill(out[z])
+def body_outline(body: np.ndarray, air: np.ndarray) -> np.ndarray:
+    """Return ``body`` with its per-slice convex hull on the slices a field of view cuts open.
+
+    A slice is cut open where, on a line of the image border, air lies between two body
+    pixels (a lung reaching the border). Elsewhere the body's filled outline already holds
+    its lungs, and ``body`` itself is returned (the same object) when no slice is cut open,
+    so a series inside its field of view costs no hull.
+
+    Parameters
+    ----------
+    body : ndarray
+        Boolean ``(z, y, x)`` body mask (:func:`body_mask`).
+    air : ndarray
+        Boolean ``(z, y, x)`` low-density mask.
+
+    Returns
+    -------
+    ndarray
+        Boolean ``(z, y, x)`` mask.
+    """
+    cut = np.zeros(body.shape[0], dtype=bool)
+    for b, a in ((body[:, 0, :], air[:, 0, :]), (body[:, -1, :], air[:, -1, :]),
+                 (body[:, :, 0], air[:, :, 0]), (body[:, :, -1], air[:, :, -1])):
+        after = np.maximum.accumulate(b, axis=1)
+        before = np.maximum.accumulate(b[:, ::-1], axis=1)[:, ::-1]
+        cut |= (a & after & before & ~b).any(axis=1)
+    if not cut.any():
+        return body
+    out = body.copy()
+    for z in np.flatnonzero(cut):
+        out[z] = convex_fill(body[z])
     return out
 
 
@@ -152,7 +181,7 @@ def cut_lung(
     air : ndarray
         Boolean ``(z, y, x)`` low-density mask of the whole image.
     body_hull : ndarray
-        Per-slice convex hull of the body (:func:`slice_hulls`).
+        The body's outline with the cut-open slices' hulls (:func:`body_outline`).
     spacing : tuple of float
         ``(z, y, x)`` spacing in mm.
 
@@ -167,11 +196,11 @@ def cut_lung(
     border[:, :, [0, -1]] = True
     if not (air & border).any():
         return np.zeros(air.shape, dtype=bool)
-    labels = sitk.ConnectedComponent(_to_image(air.astype(np.uint8), spacing))
+    labels = sitk.ConnectedComponent(to_image(air.astype(np.uint8), spacing))
     array = sitk.GetArrayViewFromImage(labels)
     touching = np.unique(array[border & air])
     stats = sitk.LabelStatisticsImageFilter()
-    stats.Execute(_to_image(body_hull.astype(np.uint8), spacing), labels)
+    stats.Execute(to_image(body_hull.astype(np.uint8), spacing), labels)
     keep = [k for k in touching if k and stats.GetMean(int(k)) >= CUT_LUNG_MIN_INSIDE]
     return np.isin(array, keep) & body_hull if keep else np.zeros(air.shape, dtype=bool)
 

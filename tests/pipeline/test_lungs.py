@@ -10,9 +10,9 @@ from pipeline.preprocess import (
     LUNG_AIR_HU,
     _largest_components,
     _radius,
-    _to_image,
     body_mask,
     lung_mask,
+    to_image,
 )
 
 
@@ -20,7 +20,7 @@ def _sitk_lung_mask(hu: np.ndarray, spacing, closing_mm: float = 6.0) -> np.ndar
     """The lung mask as it was computed before: SimpleITK filters on the whole volume."""
     body = body_mask(hu, spacing)
     air = (hu < LUNG_AIR_HU) & body
-    img = sitk.BinaryMorphologicalOpening(_to_image(air.astype(np.uint8), spacing),
+    img = sitk.BinaryMorphologicalOpening(to_image(air.astype(np.uint8), spacing),
                                           list(_radius(spacing, 1.0)))
     lungs = _largest_components(img, keep=2, min_fraction=0.1)
     lungs = sitk.BinaryMorphologicalClosing(lungs, list(_radius(spacing, closing_mm)))

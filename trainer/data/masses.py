@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from pipeline.lungs import dilate
+from pipeline.preprocess import to_image
 
 DIAMETER_RANGE_MM = (30.0, 100.0)
 """Equivalent diameters drawn for a synthetic mass (a mass is a lesion over 3 cm)."""
@@ -68,12 +69,6 @@ def draw_recipe(rng: np.random.Generator) -> MassRecipe:
     )
 
 
-def _image(array: np.ndarray, spacing: tuple[float, float, float]) -> sitk.Image:
-    img = sitk.GetImageFromArray(array)
-    img.SetSpacing((float(spacing[2]), float(spacing[1]), float(spacing[0])))
-    return img
-
-
 def scaled_shape(
     source: np.ndarray,
     source_spacing: tuple[float, float, float],
@@ -111,7 +106,7 @@ def scaled_shape(
     volume = float(source.sum() * np.prod(source_spacing))
     scale = diameter_mm / float(np.cbrt(6.0 * volume / np.pi))
     flips = [bool(f) for f in rng.random(3) < 0.5]
-    src = _image(source.astype(np.float32), tuple(s * scale for s in source_spacing))
+    src = to_image(source.astype(np.float32), tuple(s * scale for s in source_spacing))
     src = sitk.Flip(src, flips[::-1])
     size = [int(np.ceil(n * s / t)) + 2 for n, s, t in
             zip(src.GetSize(), src.GetSpacing(), (spacing[2], spacing[1], spacing[0]), strict=True)]
@@ -151,7 +146,7 @@ def mass_texture(
 def _depth(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Distance (mm) of each voxel inside ``mask`` to its outline; 0 outside."""
     padded = np.pad(mask, 1)
-    dist = sitk.SignedMaurerDistanceMap(_image(padded.astype(np.uint8), spacing),
+    dist = sitk.SignedMaurerDistanceMap(to_image(padded.astype(np.uint8), spacing),
                                         insideIsPositive=True, squaredDistance=False,
                                         useImageSpacing=True)
     return np.clip(sitk.GetArrayFromImage(dist)[1:-1, 1:-1, 1:-1], 0.0, None)
@@ -162,7 +157,7 @@ def _smooth_noise(
     smooth_mm: float = TEXTURE_SMOOTH_MM,
 ) -> np.ndarray:
     """Gaussian-smoothed white noise scaled to unit standard deviation."""
-    white = _image(rng.standard_normal(shape).astype(np.float32), spacing)
+    white = to_image(rng.standard_normal(shape).astype(np.float32), spacing)
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(white, float(smooth_mm)))
     return (smooth / max(float(smooth.std()), 1e-6)).astype(np.float32)
 
