@@ -37,21 +37,23 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     pts = np.unique(np.asarray(points, dtype=np.float64), axis=0)
     if len(pts) < 3:
         return pts
-
-    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-        return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
-
-    lower: list[np.ndarray] = []
-    upper: list[np.ndarray] = []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    for p in pts[::-1]:
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
+    ordered = [(float(x), float(y)) for x, y in pts.tolist()]  # plain floats: a fast loop
+    lower = _half_hull(ordered)
+    upper = _half_hull(ordered[::-1])
     return np.array(lower[:-1] + upper[:-1])
+
+
+def _half_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """One chain of the monotone-chain hull: left turns only, along ``points``."""
+    chain: list[tuple[float, float]] = []
+    for px, py in points:
+        while len(chain) >= 2:
+            (ox, oy), (ax, ay) = chain[-2], chain[-1]
+            if (ax - ox) * (py - oy) - (ay - oy) * (px - ox) > 0:
+                break
+            chain.pop()
+        chain.append((px, py))
+    return chain
 
 
 def principal_axes(mask: np.ndarray, spacing_yx: tuple[float, float]) -> Axes:

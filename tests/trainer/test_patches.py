@@ -134,3 +134,44 @@ def test_lung_canvas_needs_lung_windows(tmp_path):
     with pytest.raises(ValueError, match="negative_series"):
         PatchSampler(cache, cache.entries(), patch=16, seed=0, canvas="air+lung")
     assert build_config({"crop_canvas": "air+lung"}).crop_canvas == "air+lung"
+
+
+def _cache_with_scene(tmp_path):
+    """A scene of one slice: field everywhere, aerated lung (value 40) with a dense stripe
+    (value 200, about +700 HU in the default window) and a lesion (label 2) elsewhere."""
+    img = np.full((1, 3, 64, 64), 40, np.uint8)
+    img[0, :, :, 50:] = 200
+    lab = np.ones((1, 64, 64), np.uint8)
+    lab[0, 5:10, 5:10] = 2
+    crop, crop_lab = np.zeros((1, 3, 4, 4), np.uint8), np.ones((1, 4, 4), np.uint8)
+    meta = [{"name": "c0", "patient": "p0", "texture": "solid", "diameter_mm": 3.0,
+             "negative": False},
+            {"name": "s", "patient": "s", "texture": "real", "diameter_mm": 0.0,
+             "negative": False, "scene": True}]
+    return PatchCache(_save([crop, img], [crop_lab, lab], meta, build_config({}),
+                            tmp_path / "cache.npz"))
+
+
+def _scene_negative_centres(sampler, n=400):
+    values = []
+    for _ in range(n):
+        x, y = sampler._scene_patch()
+        if not y.any():
+            values.append(x[1, sampler.patch // 2, sampler.patch // 2])
+    return np.array(values)
+
+
+def test_scene_dense_centres_negatives_on_dense_tissue(tmp_path):
+    cache = _cache_with_scene(tmp_path)
+    dense = cache.dense_scene_centres(1)
+    assert len(dense) and np.all(dense[:, 2] >= 50)
+    anywhere = _scene_negative_centres(PatchSampler(cache, [0], 16, seed=0, scene_fraction=1.0))
+    assert 0.1 < np.mean(anywhere == 200) < 0.4  # the stripe's share of the field
+    always = _scene_negative_centres(
+        PatchSampler(cache, [0], 16, seed=0, scene_fraction=1.0, scene_dense=1.0))
+    assert len(always) > 100 and np.all(always == 200)
+    half = _scene_negative_centres(
+        PatchSampler(cache, [0], 16, seed=0, scene_fraction=1.0, scene_dense=0.5))
+    assert 0.5 < np.mean(half == 200) < 0.75
+    with pytest.raises(ConfigError, match="scene_dense"):
+        build_config({"scene_dense": 1.5})
