@@ -4,9 +4,11 @@ Every annotated whole series of ``../shared/data`` (two LIDC series with reader 
 more under ``whole-series/``; one lesion each) runs through the product path (lung or
 field search region as the model's sidecar declares, threshold, minimum volume, shape
 gate). A series the model trained on (its sidecar's ``extra.training_series``) is listed
-but not scored. Per series: whether the lesion is found (the kept components overlapping it
-reach a voxel Dice of at least ``FOUND_DICE`` with it), its Dice, and the false positives
-(kept components touching no lesion); then per lesion type (nodule, ground-glass, mass)::
+but not scored. Per series: whether each lesion is found (the kept components overlapping
+it reach a Dice of at least ``FOUND_DICE`` with it), that per-lesion Dice, the voxel Dice of
+the whole series (every kept component against every lesion, so false positives lower it),
+and the false positives (kept components touching no lesion); then per lesion type
+(nodule, ground-glass, mass)::
 
     python -m benchmarks.whole_series --model models/lungseg-unet.onnx [--precision fp32]
         [--data ../shared/data] [--markdown docs/whole-series.md]
@@ -38,10 +40,16 @@ def training_series(model: Path) -> list[str]:
 
 
 def series_row(case: str, result: dict) -> dict:
-    """One table row from :func:`trainer.evaluation.evaluate.evaluate_series`'s result."""
-    dice = float(result["voxel_dice"])
-    return {"series": case, "type": LESION_TYPES.get(case, "?"),
-            "found": int(dice >= FOUND_DICE), "Dice": round(dice, 3),
+    """One table row from :func:`trainer.evaluation.evaluate.evaluate_series`'s result.
+
+    ``Dice`` is the mean per-lesion Dice (``result["lesion_dice"]``, each lesion against
+    the kept components overlapping it; a missed lesion scores 0).
+    """
+    scores = [float(d) for d in result["lesion_dice"]]
+    return {"series": case, "type": LESION_TYPES.get(case, "?"), "lesions": len(scores),
+            "found": sum(d >= FOUND_DICE for d in scores),
+            "Dice": round(sum(scores) / len(scores), 3) if scores else 0.0,
+            "voxel Dice": round(float(result["voxel_dice"]), 3),
             "false positives": int(result["false_positives"])}
 
 
@@ -50,7 +58,8 @@ def by_type(rows: list[dict]) -> list[dict]:
     out = []
     for kind in sorted({r["type"] for r in rows}):
         group = [r for r in rows if r["type"] == kind]
-        out.append({"type": kind, "found": f"{sum(r['found'] for r in group)}/{len(group)}",
+        found, lesions = sum(r["found"] for r in group), sum(r["lesions"] for r in group)
+        out.append({"type": kind, "found": f"{found}/{lesions}",
                     "mean Dice": round(sum(r["Dice"] for r in group) / len(group), 3),
                     "false positives per scan":
                         round(sum(r["false positives"] for r in group) / len(group), 2)})
