@@ -93,10 +93,6 @@ class TrainConfig:
         Share of the training patches that are windows of the scenes (half centred on a
         lesion, half elsewhere in the lung field); pretraining draws its unlabelled windows
         from the scenes in the same share.
-    scene_dense : float
-        Share of the scene windows not centred on a lesion that are centred on dense tissue
-        of the field (at least -300 HU: hila, mediastinal border, chest wall) rather than
-        anywhere in it, where aerated lung dominates.
     search_region : {'lung', 'field'}
         Search region written to the sidecar (:attr:`engines.spec.ModelSpec.search_region`):
         ``field`` for a model trained on scenes.
@@ -164,7 +160,6 @@ class TrainConfig:
     scene_list: str = ""
     scene_masses: int = 0
     scene_fraction: float = 0.0
-    scene_dense: float = 0.0
     search_region: str = "lung"
     init_model: str = ""
     test_fraction: float = 0.2
@@ -193,7 +188,7 @@ class TrainConfig:
         if self.search_region not in SEARCH_REGIONS:
             raise ConfigError(f"search_region must be one of {SEARCH_REGIONS}, "
                               f"got {self.search_region!r}")
-        for name in ("label_fraction", "negative_fraction", "scene_fraction", "scene_dense"):
+        for name in ("label_fraction", "negative_fraction", "scene_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.subsolid_weight <= 0.0:
@@ -304,7 +299,7 @@ def build_config(values: dict[str, Any]) -> TrainConfig:
 
 
 RETIRED_KEYS = {"init_scope": "encoder", "negative_islands": 0.0, "vae_augment_prob": 0.0,
-                "vae_checkpoint": "", "pseudo_labels": ""}
+                "vae_checkpoint": "", "pseudo_labels": "", "scene_dense": 0.0}
 """Keys of experiments that left the trainer (``experiments/``), with their neutral values."""
 EARLIER_DEFAULTS = {"decoder": "concat", "negative_fraction": 0.25, "model_version": "1.0.0"}
 """Defaults before they became the shipped recipe: a saved config without the key meant these."""
@@ -342,8 +337,7 @@ CONFIG_GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("base_width", "levels", "max_width", "decoder", "latent_channels", "proj_dim"),
     "pretrain": ("beta", "temperature"),
     "finetune": ("batch_size", "lr", "weight_decay", "warmup_steps", "steps", "init",
-                 "init_model", "negative_fraction", "scene_fraction", "scene_dense",
-                 "subsolid_weight",
+                 "init_model", "negative_fraction", "scene_fraction", "subsolid_weight",
                  "crop_canvas", "bce_weight", "dice_mode"),
     "augment": ("aug_scale", "aug_contrast", "aug_shift", "aug_noise", "aug_gamma",
                 "aug_kernel"),

@@ -11,8 +11,6 @@ from trainer.config import LUNG_CANVASES, TRAIN_CANVASES
 
 SUBSOLID = ("part-solid", "non-solid")
 PARENCHYMA_MAX_HU = -500.0
-DENSE_MIN_HU = -300.0
-"""Scene negatives drawn on dense tissue are centred on pixels of at least this HU."""
 """A lesion pasted into lung is centred on a pixel at most this dense."""
 PASTE_GROW_PX, PASTE_FEATHER_PX = 3, 3
 """A lesion pasted into lung keeps this margin (pixels, 2.3 mm at 0.78 mm) of its crop around
@@ -44,7 +42,6 @@ class PatchCache:
         self._negative_centres: np.ndarray | None = None
         self._lung_centres: dict[float, np.ndarray] = {}
         self._scene_centres: dict[tuple[int, int], np.ndarray] = {}
-        self._dense_centres: dict[tuple[int, float], np.ndarray] = {}
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         i0 = l0 = 0
@@ -119,23 +116,6 @@ class PatchCache:
             self._scene_centres[key] = rows if value == 2 else rows[::11]
         return self._scene_centres[key]
 
-    def dense_scene_centres(self, entry: int, min_hu: float = DENSE_MIN_HU) -> np.ndarray:
-        """Return the field rows of :meth:`scene_centres` on tissue denser than ``min_hu``.
-
-        The middle channel's pixel decides: soft tissue, vessels and bone of the field and
-        its margin (the hila, the mediastinal border, the chest wall), not aerated lung.
-        Computed once per entry and shared by every sampler drawing from the cache.
-        """
-        key = (entry, min_hu)
-        if key not in self._dense_centres:
-            rows = self.scene_centres(entry, 1)
-            lo, hi = self.cache_config["hu_window"]
-            level = (min_hu - lo) / (hi - lo) * 255.0
-            img = self.images[entry]
-            z, y, x = rows.T
-            self._dense_centres[key] = rows[img[z, img.shape[1] // 2, y, x] >= level]
-        return self._dense_centres[key]
-
 
 def _paste(canvas: np.ndarray, src: np.ndarray, oy: int, ox: int) -> None:
     h, w = src.shape[-2:]
@@ -193,7 +173,7 @@ class PatchSampler:
 
     def __init__(self, cache: PatchCache, crops: list[int], patch: int, seed: int,
                  subsolid_weight: float = 1.0, canvas: str = "air",
-                 scene_fraction: float = 0.0, scene_dense: float = 0.0) -> None:
+                 scene_fraction: float = 0.0) -> None:
         if not crops:
             raise ValueError("PatchSampler needs at least one crop entry")
         if canvas not in TRAIN_CANVASES:
@@ -207,9 +187,7 @@ class PatchSampler:
         self.scenes = cache.scene_entries() if scene_fraction > 0 else []
         if scene_fraction > 0 and not self.scenes:
             raise ValueError("scene_fraction > 0 needs scenes: build the cache with scene_list")
-        if not 0.0 <= scene_dense <= 1.0:
-            raise ValueError(f"scene_dense must be in [0, 1], got {scene_dense!r}")
-        self.scene_fraction, self.scene_dense = scene_fraction, scene_dense
+        self.scene_fraction = scene_fraction
         uses_lung = canvas in LUNG_CANVASES
         self.lung = cache.lung_centres() if uses_lung else np.zeros((0, 4), np.int64)
         if uses_lung and not len(self.lung):
@@ -268,16 +246,12 @@ class PatchSampler:
         """Draw a scene window labelled with its lesions.
 
         Centred on a lesion pixel (moved up to a quarter patch) or elsewhere in the lung
-        field, half and half; a share ``scene_dense`` of the latter on dense tissue
-        (:meth:`PatchCache.dense_scene_centres`).
+        field, half and half.
         """
         entry = self.scenes[int(self.rng.integers(len(self.scenes)))]
         lesion = self.cache.scene_centres(entry, 2)
         positive = len(lesion) > 0 and self.rng.random() < 0.5
         rows = lesion if positive else self.cache.scene_centres(entry, 1)
-        if not positive and self.scene_dense > 0 and self.rng.random() < self.scene_dense:
-            dense = self.cache.dense_scene_centres(entry)
-            rows = dense if len(dense) else rows
         if not len(rows):
             rows = self.cache.scene_centres(entry, 2)
         z, y, x = (int(v) for v in rows[int(self.rng.integers(len(rows)))])

@@ -58,7 +58,7 @@ class Setup:
                                                cfg.val_fraction, cfg.label_fraction)
         self.train = PatchSampler(self.cache, self.train_entries(), cfg.patch_size,
                                   cfg.seed, cfg.subsolid_weight, cfg.crop_canvas,
-                                  cfg.scene_fraction, cfg.scene_dense)
+                                  cfg.scene_fraction)
         self.unlabelled = PatchSampler(self.cache, self.cache.entries(self.split["train"]),
                                        cfg.patch_size, cfg.seed + 1,
                                        scene_fraction=cfg.scene_fraction)
