@@ -18,12 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REPO, series_dir, table
+from pipeline.inference import GATE_MARGIN_MM
 from pipeline.lungfield import lung_field
 from pipeline.lungs import dilate, fast_lung_mask
 from pipeline.series import load_series_dir
-
-GATE_MM = 5.0
-"""Margin of the product path's gate (``segment_with_predictor``'s ``lung_margin_mm``)."""
 
 
 def annotated_series(data: Path) -> list[tuple[str, Path, Path]]:
@@ -58,9 +56,9 @@ def coverage(hu: np.ndarray, spacing: tuple[float, float, float], lesion: np.nda
     seconds = time.perf_counter() - start
     regions = {
         "lung": lungs,
-        "lung+5mm": dilate(lungs, spacing, GATE_MM),
+        "lung+5mm": dilate(lungs, spacing, GATE_MARGIN_MM),
         "field": field,
-        "field+5mm": dilate(field, spacing, GATE_MM),
+        "field+5mm": dilate(field, spacing, GATE_MARGIN_MM),
     }
     total = max(int(lesion.sum()), 1)
     lung_voxels = max(int(lungs.sum()), 1)

@@ -13,6 +13,10 @@ from pipeline.lungs import dilated_box, dilated_slices, fast_lung_mask, gate
 from pipeline.postprocess import keep_mostly_inside
 from pipeline.streaming import iter_model_inputs, restore_mask
 
+GATE_MARGIN_MM = 5.0
+"""Default margin (mm) of the search region within which model output counts as lesion
+(:func:`segment_with_predictor`'s ``lung_margin_mm``; juxtapleural lesions sit at its border)."""
+
 Predictor = Callable[[np.ndarray], np.ndarray]
 """Maps an ``(n, C, h, w)`` float32 batch to ``(n, 1, h, w)`` probabilities."""
 
@@ -67,7 +71,7 @@ def segment_with_predictor(
     predictor: Predictor,
     batch_size: int = 8,
     lungs: np.ndarray | None = None,
-    lung_margin_mm: float = 5.0,
+    lung_margin_mm: float = GATE_MARGIN_MM,
     min_lung_fraction: float = 0.5,
     search_region: str = "lung",
 ) -> np.ndarray:

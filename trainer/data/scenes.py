@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.spec import ModelSpec
+from pipeline.inference import GATE_MARGIN_MM
 from pipeline.lungfield import lung_field
 from pipeline.lungs import dilate, fast_lung_mask
 from pipeline.preprocess import bounding_box, prepare_slices, resample_inplane
@@ -26,8 +27,6 @@ from trainer.data.series_list import ListedSeries, load_listed, read_series_list
 
 OUTSIDE, FIELD, LESION = 0, 1, 2
 """Scene label values."""
-GATE_MM = 5.0
-"""Margin of the field where negatives are drawn (the product path's gate margin)."""
 MASS_SLAB_MM = 10.0
 """Slices kept beyond a synthetic mass's first and last slice."""
 SOURCE_MIN_DIAMETER_MM = 10.0
@@ -53,7 +52,7 @@ def scene_slices(
     ValueError
         If the field is empty.
     """
-    region = dilate(field, spacing, GATE_MM)
+    region = dilate(field, spacing, GATE_MARGIN_MM)
     box = bounding_box(region, (0, 0, 0))
     roi = (slices if slices is not None else box[0], box[1], box[2])
     inp = prepare_slices(hu, spacing, z_positions, spec, roi)

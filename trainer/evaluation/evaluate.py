@@ -15,12 +15,7 @@ import numpy as np
 from pipeline.shape import drop_implausible, is_implausible, largest_component_shape
 from trainer.data.datasets import CropRecord, list_crops, read_crop, read_reference_mask
 from trainer.evaluation.components import describe_components, render_components
-from trainer.evaluation.metrics import (
-    lesion_detection,
-    overlap_metrics,
-    per_lesion_dice,
-    voxel_metrics,
-)
+from trainer.evaluation.metrics import lesion_scores, overlap_metrics, voxel_metrics
 
 Segmenter = Callable[[np.ndarray, tuple, np.ndarray], np.ndarray]
 """Maps ``(hu (z, y, x), spacing (z, y, x) mm, z_positions)`` to a boolean lesion mask."""
@@ -241,8 +236,7 @@ def evaluate_loaded_series(
            "shape_limits": dict(shape_limits),
            "dropped_by_shape": int(ungated.max()) - int(gated.max())}
     out.update(voxel_metrics(prob, post, ref))
-    out.update(lesion_detection(post, ref))
-    out["lesion_dice"] = per_lesion_dice(post, ref)
+    out.update(lesion_scores(post, ref))
     out["false_positives_per_scan"] = out["false_positives"]
     rows = describe_components(gated, ref > 0, hu, prob, series.spacing,
                                series.index_to_patient)

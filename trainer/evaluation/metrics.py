@@ -96,14 +96,7 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     ValueError
         If the shapes differ.
     """
-    pred, ref = _check(pred, ref)
-    ref_lab, n_ref = label_components(ref)
-    pred_lab, n_pred = label_components(pred)
-    found = len(set(np.unique(ref_lab[pred & ref])) - {0})
-    hits = set(np.unique(pred_lab[pred & ref])) - {0}
-    return {"n_reference_lesions": n_ref, "n_detected_lesions": found,
-            "lesion_sensitivity": found / n_ref if n_ref else float("nan"),
-            "n_predicted_components": n_pred, "false_positives": n_pred - len(hits)}
+    return _detection(*_labelled(pred, ref))
 
 
 def per_lesion_dice(pred: np.ndarray, ref: np.ndarray) -> list[float]:
@@ -117,9 +110,43 @@ def per_lesion_dice(pred: np.ndarray, ref: np.ndarray) -> list[float]:
     ValueError
         If the shapes differ.
     """
+    return _lesion_dice(*_labelled(pred, ref))
+
+
+def lesion_scores(pred: np.ndarray, ref: np.ndarray) -> dict:
+    """:func:`lesion_detection`'s figures and ``lesion_dice`` (:func:`per_lesion_dice`).
+
+    Both from one labelling of the two masks.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
+    labelled = _labelled(pred, ref)
+    return {**_detection(*labelled), "lesion_dice": _lesion_dice(*labelled)}
+
+
+Labelled = tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray, int]
+
+
+def _labelled(pred: np.ndarray, ref: np.ndarray) -> Labelled:
+    """``(pred, ref, ref labels, reference count, pred labels, predicted count)``."""
     pred, ref = _check(pred, ref)
     ref_lab, n_ref = label_components(ref)
-    pred_lab, _ = label_components(pred)
+    pred_lab, n_pred = label_components(pred)
+    return pred, ref, ref_lab, n_ref, pred_lab, n_pred
+
+
+def _detection(pred, ref, ref_lab, n_ref, pred_lab, n_pred) -> dict[str, float]:
+    found = len(set(np.unique(ref_lab[pred & ref])) - {0})
+    hits = set(np.unique(pred_lab[pred & ref])) - {0}
+    return {"n_reference_lesions": n_ref, "n_detected_lesions": found,
+            "lesion_sensitivity": found / n_ref if n_ref else float("nan"),
+            "n_predicted_components": n_pred, "false_positives": n_pred - len(hits)}
+
+
+def _lesion_dice(pred, ref, ref_lab, n_ref, pred_lab, n_pred) -> list[float]:
     scores = []
     for k in range(1, n_ref + 1):
         lesion = ref_lab == k
