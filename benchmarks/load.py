@@ -116,7 +116,11 @@ def send_all(copies: list[SeriesCopy], port: int, associations: int,
 
 
 def wait_all(client: OrthancClient, copies: list[SeriesCopy], timeout_s: float) -> None:
-    """Wait until every copy has a final job (recorded in ``copy.job``).
+    """Wait until every copy has a final job for all its instances (recorded in ``copy.job``).
+
+    A sender slower than Orthanc's StableAge makes a series look complete early: its first
+    job may end (rejected as too short) before the rest arrives and the grown series is
+    queued again. Such an earlier job is waited past.
 
     Raises
     ------
@@ -128,16 +132,21 @@ def wait_all(client: OrthancClient, copies: list[SeriesCopy], timeout_s: float) 
         copy.series_id = find_series(client, copy.series_uid) or ""
         if not copy.series_id:
             raise TimeoutError(f"series {copy.series_uid} is not in Orthanc")
-        copy.job = wait_for_job(client, copy.series_id, max(1.0, deadline - time.monotonic()))
+        job = wait_for_job(client, copy.series_id, max(1.0, deadline - time.monotonic()))
+        while job.get("instance_count", 0) < copy.sent:
+            job = wait_for_job(client, copy.series_id, max(1.0, deadline - time.monotonic()),
+                               finished_after=job.get("finished_at") or 0.0)
+        copy.job = job
 
 
 def processed_once(client: OrthancClient, copy: SeriesCopy) -> list[str]:
-    """Return what is wrong with a copy's processing (empty: done in one attempt, with exactly
-    one SEG and one SR of one instance each in its study)."""
+    """Return what is wrong with a copy's processing (empty: its job done on every instance
+    sent, with exactly one SEG and one SR of one instance each in its study)."""
     problems = []
     job = copy.job or {}
-    if job.get("state") != "done" or job.get("attempts") != 1:
-        problems.append(f"job {job.get('state')} after {job.get('attempts')} attempt(s) "
+    if job.get("state") != "done" or job.get("instance_count") != copy.sent:
+        problems.append(f"job {job.get('state')} on {job.get('instance_count')} of "
+                        f"{copy.sent} instances after {job.get('attempts')} attempt(s) "
                         f"{job.get('reason', '')}".rstrip())
     study_id = client.get_json(f"/series/{copy.series_id}")["ParentStudy"]
     found: dict[str, list[int]] = {}
