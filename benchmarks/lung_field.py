@@ -6,7 +6,7 @@ search region before the lung field), the lung field (:mod:`pipeline.lungfield`)
 field grown by 5 mm (the region the product path searches now); and each region's volume
 relative to the lung mask::
 
-    python -m benchmarks.lung_field [--data ../shared/data] [--markdown docs/lung-field.md]
+    python -m benchmarks.lung_field [--data ../shared/data] [--markdown OUT.md]
 """
 
 from __future__ import annotations

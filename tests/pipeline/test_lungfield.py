@@ -81,7 +81,8 @@ def test_field_rejects_bad_input():
 
 MINIMUM_SHARE = {"IBSI-PHANTOM": 0.85}
 """IBSI-PHANTOM's field of view is cropped to 20 cm around a 10 cm tumour that fills the
-back of the chest: 0.89 of it lies in the field (docs/lung-field.md)."""
+back of the chest: 0.885 of it lies in the field
+(docs/experiments/2026-12-02-search-region.md)."""
 
 
 @pytest.mark.slow
