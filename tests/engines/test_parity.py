@@ -1,7 +1,8 @@
 """Engines agree with each other on real CT; int8 quantisation keeps the mask.
 
 Tolerances: fp32 backends agree to 1e-4 in probability (same weights, different kernels);
-bf16/fp16 to 3e-2; the int8 model's mask overlaps the fp32 one with Dice >= 0.9.
+bf16/fp16 to 3e-2; the int8 model's mask overlaps the fp32 one (Dice >= 0.9 with the
+head in fp32, >= 0.8 fully quantised, on a tiny net whose output is nearly flat).
 """
 
 from __future__ import annotations
@@ -75,8 +76,14 @@ def test_int8_quantisation_keeps_the_mask(tiny_model: Path, ct_batch: np.ndarray
         q = engine.infer(ct_batch)
     threshold = float(np.median(onnx_reference))  # half the pixels foreground: a strict Dice
     delta = compare_outputs(onnx_reference, q, threshold)
-    assert delta["dice"] >= 0.9, delta
-    assert delta["mean_abs_diff"] < 0.02, delta
+    # The tiny random net's output is nearly flat (std about 1e-3 around 0.48), so which side
+    # of the median a pixel falls is decided by a fraction of that spread: the int8 error is
+    # judged against the spread, and a fully quantised net (its head in int8 too) keeps a
+    # looser mask than one whose head stays fp32. A broken quantiser gives Dice near 0.5
+    # here. The shipped int8 model is held to Dice >= 0.95 against its fp32 file on the same
+    # slices (test_shipped_model_engines_agree).
+    assert delta["mean_abs_diff"] <= 0.5 * float(onnx_reference.std()), delta
+    assert delta["dice"] >= (0.9 if keep_head else 0.8), delta
     assert delta["reference_voxels"] > 0
 
 
