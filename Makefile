@@ -5,7 +5,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export LUNGSEG_VENV := $(VENV)
 
-.PHONY: install demo test stop lint
+.PHONY: install demo test stop lint constraints
 
 install:
 	LUNGSEG_EXTRAS=$${LUNGSEG_EXTRAS-train,test} deploy/install.sh
@@ -19,6 +19,11 @@ lint:
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# write deploy/constraints.txt again from the venv (after an upgrade that passed `make test`)
+constraints:
+	{ sed -n '/^#/p' deploy/constraints.txt; $(VENV)/bin/pip freeze --exclude-editable | grep -v -i '^torch=='; } > deploy/constraints.txt.new
+	mv deploy/constraints.txt.new deploy/constraints.txt
 
 stop:
 	-deploy/stop-viewer.sh

@@ -10,6 +10,8 @@
 #   LUNGSEG_EXTRAS  comma-separated extras (default empty: runtime only, ONNX Runtime, no torch);
 #                   e.g. "train,test". With "train", torch==2.13.0 (CPU wheel) comes first.
 #   LUNGSEG_SKIP_APT=1  skip the apt step (packages installed otherwise)
+#   LUNGSEG_CONSTRAINTS pip constraints file (default deploy/constraints.txt: the tested
+#                   versions); "none" installs the newest versions the specifiers allow.
 #   Hook: every executable deploy/install.d/*.sh runs last, in name order, with the same
 #   environment (e.g. 50-viewer.sh: OHIF + browser-test tools with the test extra or
 #   LUNGSEG_WITH_VIEWER=1).
@@ -23,11 +25,14 @@ APT_PACKAGES=(orthanc orthanc-python orthanc-dicomweb dicom3tools curl nginx)
 # dcmtk: dcmcjpeg makes the JPEG Lossless test series (pydicom has no encoder for it)
 APT_PACKAGES+=(dcmtk)
 TORCH_VERSION="2.13.0"
+CONSTRAINTS="${LUNGSEG_CONSTRAINTS:-$REPO/deploy/constraints.txt}"
 
 log() { echo "install: $*"; }
 die() { echo "install: $*" >&2; exit 1; }
 
 [[ "$EXTRAS" =~ ^[a-z,]*$ ]] || die "LUNGSEG_EXTRAS must be comma-separated extra names, got '$EXTRAS'"
+[[ "$CONSTRAINTS" == "none" || -f "$CONSTRAINTS" ]] \
+  || die "constraints file $CONSTRAINTS not found (LUNGSEG_CONSTRAINTS=none installs without pins)"
 
 install_apt() {
   local missing=()
@@ -63,6 +68,10 @@ install_venv() {
     log "venv created at $VENV"
   fi
   local pip=("$VENV/bin/python" -m pip install -q)
+  if [[ "$CONSTRAINTS" != "none" ]]; then
+    pip+=(-c "$CONSTRAINTS")
+    log "package versions pinned by $CONSTRAINTS"
+  fi
   if [[ ",$EXTRAS," == *",train,"* ]]; then
     "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null \
       || "${pip[@]}" "torch==$TORCH_VERSION"

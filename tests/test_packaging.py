@@ -67,3 +67,57 @@ def test_wheel_in_a_fresh_venv_segments_the_demo_with_the_model(tmp_path):
     summary = json.loads((out / "lesions.json").read_text())
     assert summary["algorithm"]["name"] == "lungseg-unet"
     assert len(summary["lesions"]) == 1
+
+
+def _requirements() -> list[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    lines = cfg["options"]["install_requires"].split("\n")
+    for extra in ("train", "test"):
+        lines += cfg["options.extras_require"][extra].split("\n")
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (REPO / "deploy" / "constraints.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version.strip(), f"constraints.txt: not NAME==VERSION: {line!r}"
+        pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def test_constraints_pin_every_dependency_within_its_specifier():
+    """deploy/constraints.txt pins each runtime, train and test requirement but torch
+    (install.sh pins the CPU wheel itself), at a version setup.cfg allows."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _pins()
+    assert "torch" not in pins
+    for text in _requirements():
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name == "torch":
+            continue
+        assert name in pins, f"{req.name} has no pin in deploy/constraints.txt (make constraints)"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{req.name}=={pins[name]} in deploy/constraints.txt is outside setup.cfg's {req}")
+
+
+def test_install_names_a_missing_constraints_file(tmp_path):
+    """install.sh stops before apt or pip when the constraints file does not exist."""
+    import os
+    import subprocess
+
+    missing = tmp_path / "nowhere.txt"
+    env = {**os.environ, "LUNGSEG_CONSTRAINTS": str(missing), "LUNGSEG_VENV": str(tmp_path / "v")}
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"constraints file {missing} not found" in done.stderr
+    assert not (tmp_path / "v").exists()
