@@ -30,7 +30,6 @@ from pipeline.lungs import fast_lung_mask
 from pipeline.measure import measure_lesions
 from pipeline.postprocess import label_lesions
 from pipeline.series import load_series_dir
-from pipeline.shape import drop_implausible
 
 REPO = Path(__file__).resolve().parents[1]
 FINE_MODEL = REPO / "models" / "lungseg-unet.onnx"
@@ -59,8 +58,8 @@ def gated_labels(engine: Engine, hu: np.ndarray, spacing: tuple[float, float, fl
         int32 ``(z, y, x)`` component labels (0 background).
     """
     pred = segment_with_engine(hu, spacing, z_positions_mm, engine, lungs=lungs)
-    labels = label_lesions(pred, spacing, engine.spec.min_lesion_volume_mm3)
-    return drop_implausible(labels, spacing, engine.spec.shape_limits)
+    return label_lesions(pred, spacing, engine.spec.min_lesion_volume_mm3,
+                         shape_limits=engine.spec.shape_limits)
 
 
 def mass_components(labels: np.ndarray, hu: np.ndarray,

@@ -10,9 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _listed_packages() -> set[str]:
+def _setup_cfg() -> configparser.ConfigParser:
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
+    return cfg
+
+
+def _listed_packages() -> set[str]:
+    cfg = _setup_cfg()
     return {p.strip() for p in cfg["options"]["packages"].split() if p.strip()}
 
 
@@ -70,8 +75,7 @@ def test_wheel_in_a_fresh_venv_segments_the_demo_with_the_model(tmp_path):
 
 
 def _requirements() -> list[str]:
-    cfg = configparser.ConfigParser()
-    cfg.read(REPO / "setup.cfg")
+    cfg = _setup_cfg()
     lines = cfg["options"]["install_requires"].split("\n")
     for extra in ("train", "test"):
         lines += cfg["options.extras_require"][extra].split("\n")
